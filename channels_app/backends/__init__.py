@@ -1,0 +1,1 @@
+"""Built-in channel backends, one module per provider family."""

@@ -1,0 +1,112 @@
+"""E-mail over SMTP, through Django's own SMTP connection (one connection per batch)."""
+import smtplib
+import socket
+
+from django.core import mail
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from rest_framework import serializers
+
+from channels_app.base import ChannelBackend
+from channels_app.errors import InvalidAddressError, PermanentChannelError, TransientChannelError
+from channels_app.kinds import ChannelKind
+from channels_app.message import OutboundMessage, SendResult
+
+
+class EmailChannelBackend(ChannelBackend):
+    """Turns an ``OutboundMessage`` into a Django e-mail and sends it over ``self.connection``."""
+
+    kind = ChannelKind.EMAIL
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.connection = None
+
+    @classmethod
+    def validate_address(cls, address: str) -> str:
+        try:
+            validate_email(address)
+        except ValidationError:
+            raise InvalidAddressError(f"{address!r} is not a valid e-mail address.", code="invalid_email") from None
+        return address.strip()
+
+    def get_connection(self):
+        raise NotImplementedError
+
+    def open(self) -> None:
+        if self.connection is None:
+            self.connection = self.get_connection()
+            self.connection.open()
+
+    def close(self) -> None:
+        if self.connection is not None:
+            try:
+                self.connection.close()
+            finally:
+                self.connection = None
+
+    def build(self, message: OutboundMessage) -> mail.EmailMultiAlternatives:
+        content = message.content
+        email = mail.EmailMultiAlternatives(
+            subject=content.get("subject", ""),
+            body=content.get("text", ""),
+            from_email=self.options.get("from_email"),
+            to=[message.address],
+            reply_to=[self.options["reply_to"]] if self.options.get("reply_to") else None,
+            headers={"X-Notifyhub-Delivery": message.delivery_id},
+            connection=self.connection,
+        )
+        if content.get("html"):
+            email.attach_alternative(content["html"], "text/html")
+        return email
+
+    def send(self, message: OutboundMessage) -> SendResult:
+        self.open()
+        email = self.build(message)
+        try:
+            email.send()
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, reply = next(iter(exc.recipients.values()))
+            raise _smtp_error(code, reply) from exc
+        except smtplib.SMTPResponseException as exc:
+            self.close()
+            raise _smtp_error(exc.smtp_code, exc.smtp_error) from exc
+        except (smtplib.SMTPException, OSError, socket.timeout) as exc:
+            self.close()  # the next send reconnects
+            raise TransientChannelError(f"SMTP connection failed: {exc}", code="smtp_connection") from exc
+        return SendResult(provider_message_id=email.extra_headers.get("Message-ID", ""))
+
+
+def _smtp_error(code: int, reply) -> Exception:
+    text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+    error = TransientChannelError if 400 <= code < 500 else PermanentChannelError
+    return error(f"SMTP {code}: {text}", code=str(code), status=code, response=text)
+
+
+class SmtpOptions(serializers.Serializer):
+    host = serializers.CharField(help_text="SMTP server host name.")
+    port = serializers.IntegerField(default=587, min_value=1, max_value=65535)
+    username = serializers.CharField(required=False, allow_blank=True, default="")
+    password = serializers.CharField(required=False, allow_blank=True, default="", help_text="Secret.")
+    security = serializers.ChoiceField(
+        choices=[("none", "None"), ("starttls", "STARTTLS"), ("ssl", "SSL/TLS")], default="starttls"
+    )
+    timeout = serializers.FloatField(default=10.0, min_value=0.1, max_value=300)
+    from_email = serializers.EmailField(help_text="Envelope and header From address.")
+    reply_to = serializers.EmailField(required=False, allow_blank=True, default="")
+
+
+class SmtpBackend(EmailChannelBackend):
+    name = "smtp"
+    label = "SMTP server"
+    Options = SmtpOptions
+    secret_fields = frozenset({"password"})
+
+    def get_connection(self):
+        o = self.options
+        return mail.get_connection(
+            "django.core.mail.backends.smtp.EmailBackend",
+            host=o["host"], port=o["port"], username=o.get("username") or None,
+            password=o.get("password") or None, use_tls=o.get("security") == "starttls",
+            use_ssl=o.get("security") == "ssl", timeout=o.get("timeout", 10.0), fail_silently=False,
+        )

@@ -1,0 +1,110 @@
+"""Shared plumbing for HTTP providers: one session, timeouts, no redirects, status mapping.
+
+Every HTTP backend sends through :class:`HttpChannelBackend`, so the outbound URL check,
+connection reuse, bounded concurrency and the mapping of HTTP status to transient or
+permanent errors live in one place.
+"""
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from email.utils import parsedate_to_datetime
+from datetime import datetime, timezone
+
+import requests
+from django.conf import settings
+
+from channels_app.base import ChannelBackend, Outcome
+from channels_app.errors import ChannelError, PermanentChannelError, TransientChannelError
+from channels_app.message import OutboundMessage
+from channels_app.netguard import BlockedURLError, check_outbound_url
+
+TRANSIENT_STATUSES = frozenset({408, 425, 429})
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Parse a ``Retry-After`` header (delta seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+class HttpChannelBackend(ChannelBackend):
+    user_agent = "notifyhub"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.session: requests.Session | None = None
+
+    def open(self) -> None:
+        if self.session is None:
+            self.session = requests.Session()
+            self.session.headers["User-Agent"] = self.user_agent
+            adapter = requests.adapters.HTTPAdapter(pool_maxsize=settings.NOTIFYHUB_HTTP_CONCURRENCY)
+            self.session.mount("http://", adapter)
+            self.session.mount("https://", adapter)
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+
+    def request(self, method: str, url: str, **kwargs) -> requests.Response:
+        """Send one request; raise a channel error for network failures and error statuses."""
+        try:
+            check_outbound_url(url)
+        except BlockedURLError as exc:
+            raise PermanentChannelError(str(exc), code="blocked_url") from exc
+        self.open()
+        kwargs.setdefault("timeout", self.options.get("timeout") or settings.NOTIFYHUB_HTTP_TIMEOUT_SECONDS)
+        try:
+            response = self.session.request(method, url, allow_redirects=False, **kwargs)
+        except requests.Timeout as exc:
+            raise TransientChannelError(f"Timed out: {exc}", code="timeout") from exc
+        except requests.ConnectionError as exc:
+            raise TransientChannelError(f"Connection failed: {exc}", code="connection_error") from exc
+        self.raise_for_status(response)
+        return response
+
+    def post(self, url: str, **kwargs) -> requests.Response:
+        return self.request("POST", url, **kwargs)
+
+    def raise_for_status(self, response: requests.Response) -> None:
+        """Map an HTTP status to the outcome; providers override to read their error bodies."""
+        status = response.status_code
+        if 200 <= status < 300:
+            return
+        text = response.text
+        if status in TRANSIENT_STATUSES or status >= 500:
+            raise TransientChannelError(
+                f"HTTP {status}", status=status, response=text,
+                retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+            )
+        if 300 <= status < 400:
+            raise PermanentChannelError(
+                f"HTTP {status} redirect to {response.headers.get('Location', '?')} not followed",
+                status=status, response=text,
+            )
+        raise PermanentChannelError(f"HTTP {status}", status=status, response=text)
+
+    def send_many(self, messages: Iterable[OutboundMessage]) -> Iterator[tuple[OutboundMessage, Outcome]]:
+        """Send concurrently over the shared session; yield outcomes as they complete."""
+        messages = list(messages)
+        if len(messages) <= 1:
+            yield from super().send_many(messages)
+            return
+        self.open()
+        workers = min(settings.NOTIFYHUB_HTTP_CONCURRENCY, len(messages))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"send-{self.name}") as pool:
+            futures = {pool.submit(self.send, message): message for message in messages}
+            for future in as_completed(futures):
+                message = futures[future]
+                try:
+                    yield message, future.result()
+                except ChannelError as error:
+                    yield message, error

@@ -1,0 +1,140 @@
+"""Recipients, their contact points and preferences."""
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from channels_app.kinds import ChannelKind
+from notifyhub.api.fields import StrictBooleanField, StrictCharField, StrictChoiceField, StrictEmailField
+from preferences.models import Category, ContactPoint, Preference, Recipient
+from preferences.services import PreferenceInput, RecipientInput
+from preferences.validators import normalize_phone, validate_timezone
+
+
+def _django_to_drf(validator, value):
+    try:
+        return validator(value)
+    except DjangoValidationError as exc:
+        raise serializers.ValidationError(exc.messages) from None
+
+
+class RecipientFieldsSerializer(serializers.Serializer):
+    """Profile and contact fields shared by inline recipients and ``PUT /recipients/{id}``."""
+
+    name = StrictCharField(max_length=255, required=False, allow_blank=True)
+    email = StrictEmailField(max_length=254, required=False, allow_blank=False)
+    phone = StrictCharField(max_length=32, required=False, help_text="E.164, e.g. +8613800138000.")
+    locale = StrictCharField(max_length=35, required=False, allow_blank=True, help_text="BCP 47, e.g. zh-CN.")
+    timezone = StrictCharField(max_length=64, required=False, allow_blank=True, help_text="IANA, e.g. Asia/Shanghai.")
+    data = serializers.DictField(required=False, help_text="Free data, visible to templates as recipient.data.")
+
+    def validate_phone(self, value):
+        return _django_to_drf(normalize_phone, value)
+
+    def validate_timezone(self, value):
+        return _django_to_drf(validate_timezone, value)
+
+    def validate_email(self, value):
+        local, _, domain = value.rpartition("@")
+        return f"{local}@{domain.lower()}"
+
+    def to_input(self, external_id: str) -> RecipientInput:
+        data = self.validated_data
+        contacts = {kind: data[field] for field, kind in (("email", ChannelKind.EMAIL), ("phone", ChannelKind.SMS))
+                    if data.get(field)}
+        return RecipientInput(
+            external_id=external_id, name=data.get("name"), locale=data.get("locale"),
+            timezone=data.get("timezone"), data=data.get("data"), contacts=contacts,
+        )
+
+
+class InlineRecipientSerializer(RecipientFieldsSerializer):
+    external_id = StrictCharField(max_length=255, help_text="The calling system's user id.")
+
+    class Meta:
+        ref_name = "InlineRecipient"
+
+
+@extend_schema_field({
+    "oneOf": [
+        {"type": "string", "description": "External id of an existing recipient."},
+        {"$ref": "#/components/schemas/InlineRecipientRequest"},
+    ]
+})
+class RecipientRefField(serializers.Field):
+    """An external id, or an object that creates or updates the recipient on the way."""
+
+    default_error_messages = {"invalid": "Expected an external id string or a recipient object."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, str):
+            if not data.strip() or len(data) > 255:
+                raise serializers.ValidationError("An external id is 1 to 255 characters.")
+            return data
+        if isinstance(data, dict):
+            serializer = InlineRecipientSerializer(data=data)
+            if not serializer.is_valid():
+                raise serializers.ValidationError(serializer.errors)
+            return serializer.to_input(serializer.validated_data["external_id"])
+        self.fail("invalid")
+
+    def to_representation(self, value):
+        return value
+
+
+class ContactPointSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ContactPoint
+        fields = ("kind", "address", "label", "active", "deactivated_reason")
+        ref_name = "ContactPoint"
+
+
+class RecipientSerializer(serializers.ModelSerializer):
+    contacts = ContactPointSerializer(source="contact_points", many=True, read_only=True)
+
+    class Meta:
+        model = Recipient
+        fields = ("external_id", "name", "locale", "timezone", "data", "contacts", "created_at", "updated_at")
+        ref_name = "Recipient"
+
+
+class RecipientUpsertSerializer(RecipientFieldsSerializer):
+    class Meta:
+        ref_name = "RecipientUpsert"
+
+
+class PreferenceSerializer(serializers.Serializer):
+    category = StrictCharField(allow_null=True, required=False, default=None,
+                               help_text="Category key; null means every category.")
+    channel = StrictChoiceField(choices=ChannelKind.choices, allow_null=True, required=False, default=None,
+                                help_text="Channel kind; null means every channel.")
+    enabled = StrictBooleanField()
+
+    class Meta:
+        ref_name = "Preference"
+
+    def validate_category(self, value):
+        if value is None:
+            return None
+        category = self.context.get("categories", {}).get(value)
+        if category is None:
+            raise serializers.ValidationError(f"Unknown category {value!r}.")
+        return category
+
+    def to_representation(self, instance: Preference):
+        return {"category": instance.category.key if instance.category else None,
+                "channel": instance.channel or None, "enabled": instance.enabled}
+
+
+class PreferencesSerializer(serializers.Serializer):
+    preferences = PreferenceSerializer(many=True)
+
+    class Meta:
+        ref_name = "Preferences"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.context.setdefault("categories", Category.objects.in_bulk(field_name="key"))
+
+    def to_inputs(self) -> list[PreferenceInput]:
+        return [PreferenceInput(category=p["category"], channel=p["channel"] or "", enabled=p["enabled"])
+                for p in self.validated_data["preferences"]]

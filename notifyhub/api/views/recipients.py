@@ -1,0 +1,111 @@
+"""``/api/v1/recipients``: upsert, read, delete, search; preferences."""
+from django.db.models import Q
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from rest_framework import generics, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from notifyhub.api import examples
+from notifyhub.api.serializers.recipients import (
+    PreferencesSerializer,
+    RecipientSerializer,
+    RecipientUpsertSerializer,
+)
+from preferences.models import Recipient
+from preferences.services import preferences_replace, recipient_delete, recipients_upsert
+
+
+def _recipients():
+    return Recipient.objects.prefetch_related("contact_points")
+
+
+class RecipientListView(generics.ListAPIView):
+    scopes = {"GET": "read"}
+    serializer_class = RecipientSerializer
+
+    def get_queryset(self):
+        queryset = _recipients()
+        search = self.request.query_params.get("search", "").strip()
+        if search:
+            queryset = queryset.filter(
+                Q(external_id__icontains=search) | Q(name__icontains=search)
+                | Q(contact_points__address__icontains=search)
+            ).distinct()
+        return queryset
+
+    @extend_schema(
+        summary="List recipients",
+        description="Recipients with their contact points; `search` matches external id, name or an address.",
+        parameters=[OpenApiParameter("search", OpenApiTypes.STR, description="Substring to look for.")],
+        examples=[OpenApiExample("Recipients", value=examples.RECIPIENT_LIST, response_only=True)],
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class RecipientDetailView(APIView):
+    scopes = {"GET": "read", "PUT": "send", "DELETE": "manage"}
+
+    @extend_schema(
+        summary="Read a recipient", responses={200: RecipientSerializer},
+        description="A recipient with contact points.",
+        examples=[OpenApiExample("Recipient", value=examples.RECIPIENT, response_only=True)],
+    )
+    def get(self, request, external_id):
+        return Response(RecipientSerializer(get_object_or_404(_recipients(), external_id=external_id)).data)
+
+    @extend_schema(
+        summary="Create or update a recipient",
+        description="Fields left out stay as they are. `email` and `phone` become the recipient's address for "
+                    "the email and sms channels. Answers 201 when created, 200 when updated.",
+        request=RecipientUpsertSerializer, responses={200: RecipientSerializer, 201: RecipientSerializer},
+        examples=[
+            OpenApiExample("Upsert", value=examples.RECIPIENT_UPSERT, request_only=True),
+            OpenApiExample("Recipient", value=examples.RECIPIENT, response_only=True),
+        ],
+    )
+    def put(self, request, external_id):
+        serializer = RecipientUpsertSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        created = not Recipient.objects.filter(external_id=external_id).exists()
+        recipients_upsert(items=[serializer.to_input(external_id)])
+        recipient = _recipients().get(external_id=external_id)
+        return Response(RecipientSerializer(recipient).data,
+                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @extend_schema(summary="Delete a recipient", responses={204: None},
+                   description="Deletes the recipient, contact points, preferences and delivery history.")
+    def delete(self, request, external_id):
+        recipient_delete(recipient=get_object_or_404(Recipient, external_id=external_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RecipientPreferencesView(APIView):
+    scopes = {"GET": "read", "PUT": "send"}
+
+    @extend_schema(
+        summary="Read a recipient's preferences", responses={200: PreferencesSerializer},
+        description="Each preference says whether a category (null: all) may use a channel (null: all).",
+        examples=[OpenApiExample("Preferences", value=examples.PREFERENCES, response_only=True)],
+    )
+    def get(self, request, external_id):
+        recipient = get_object_or_404(Recipient, external_id=external_id)
+        preferences = recipient.preferences.select_related("category")
+        return Response(PreferencesSerializer({"preferences": preferences}).data)
+
+    @extend_schema(
+        summary="Replace a recipient's preferences",
+        description="Replaces the whole list. The most specific preference wins: category × channel, category, "
+                    "channel, then all; critical categories ignore opt-outs.",
+        request=PreferencesSerializer, responses={200: PreferencesSerializer},
+        examples=[OpenApiExample("Preferences", value=examples.PREFERENCES)],
+    )
+    def put(self, request, external_id):
+        recipient = get_object_or_404(Recipient, external_id=external_id)
+        serializer = PreferencesSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        preferences_replace(recipient=recipient, preferences=serializer.to_inputs())
+        preferences = recipient.preferences.select_related("category")
+        return Response(PreferencesSerializer({"preferences": preferences}).data)

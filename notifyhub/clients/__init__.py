@@ -1,0 +1,1 @@
+"""API clients: the calling systems, identified by hashed API keys with scopes."""

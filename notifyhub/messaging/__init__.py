@@ -1,0 +1,1 @@
+"""Messages: templates, messages, deliveries and their events; compose -> dispatch -> deliver."""

@@ -1,0 +1,171 @@
+"""Templates, messages, deliveries and the event timeline of each delivery."""
+import uuid
+
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from channels_app.kinds import ChannelKind
+
+
+class MessageStatus(models.TextChoices):
+    SCHEDULED = "scheduled", "Scheduled (waiting for send_at)"
+    ACCEPTED = "accepted", "Accepted (dispatch pending)"
+    PROCESSING = "processing", "Processing"
+    SENT = "sent", "Sent"
+    PARTIAL = "partial", "Partly sent"
+    FAILED = "failed", "Failed"
+    SKIPPED = "skipped", "Skipped (nothing to send)"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending (waiting for its time)"
+    QUEUED = "queued", "Queued"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed"
+    SKIPPED = "skipped", "Skipped"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+OPEN_DELIVERY_STATUSES = frozenset({DeliveryStatus.PENDING, DeliveryStatus.QUEUED, DeliveryStatus.SENDING})
+SUCCESS_DELIVERY_STATUSES = frozenset({DeliveryStatus.SENT, DeliveryStatus.DELIVERED})
+
+template_key_validator = RegexValidator(
+    r"^[a-z0-9][a-z0-9_.-]*$", "Use lower-case letters, digits, dots, dashes and underscores."
+)
+
+
+class Template(models.Model):
+    """What to say, per channel kind, with declared variables the sender must supply."""
+
+    key = models.CharField(max_length=100, unique=True, validators=[template_key_validator])
+    name = models.CharField(max_length=200)
+    category = models.ForeignKey("preferences.Category", on_delete=models.PROTECT, related_name="templates")
+    variables = models.JSONField(default=list, blank=True, help_text='Required context keys, e.g. ["name", "code"].')
+    content = models.JSONField(
+        default=dict, blank=True,
+        help_text='Per channel kind, e.g. {"email": {"subject": "...", "text": "...", "html": "..."}, '
+                  '"inapp": {"title": "...", "body": "...", "url": "..."}, "webhook": {"payload": {...}}}.',
+    )
+    translations = models.JSONField(
+        default=dict, blank=True,
+        help_text='Per locale, content overriding the default, e.g. {"zh-CN": {"email": {...}}}.',
+    )
+    sample_context = models.JSONField(default=dict, blank=True, help_text="Context used for the admin preview.")
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("key",)
+
+    def __str__(self):
+        return self.key
+
+    @property
+    def channels(self) -> list[str]:
+        return [kind for kind in ChannelKind.values if kind in (self.content or {})]
+
+
+class Message(models.Model):
+    """One send request: a template, a context and a set of recipients."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    template = models.ForeignKey(Template, on_delete=models.PROTECT, related_name="messages")
+    context = models.JSONField(default=dict, blank=True)
+    api_key = models.ForeignKey(
+        "clients.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="messages"
+    )
+    idempotency_key = models.CharField(max_length=255, blank=True)
+    channels = models.JSONField(default=list, blank=True, help_text="Requested kinds; empty means the template's.")
+    send_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=20, choices=MessageStatus.choices, default=MessageStatus.ACCEPTED)
+    recipient_count = models.PositiveIntegerField(default=0)
+    chunks_pending = models.PositiveIntegerField(default=0, help_text="Dispatch chunks not yet done.")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+        indexes = [
+            models.Index(fields=("api_key", "-created_at")),
+            models.Index(fields=("status", "send_at")),
+        ]
+
+    def __str__(self):
+        return f"{self.template_id and self.template.key} {self.id}"
+
+
+class MessageRecipient(models.Model):
+    """The audience of a message, stored before dispatch so large sends can work in chunks."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="audience")
+    recipient = models.ForeignKey("preferences.Recipient", on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=("message", "recipient"), name="message_recipient_unique")]
+
+
+class Delivery(models.Model):
+    """One message to one recipient on one channel kind; also the outbox row the sweeper watches."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="deliveries")
+    recipient = models.ForeignKey("preferences.Recipient", on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.CharField(max_length=20, choices=ChannelKind.choices)
+    address = models.CharField(max_length=2000, blank=True)
+    channel_config = models.ForeignKey(
+        "channels_app.ChannelConfig", on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        help_text="The provider account used.",
+    )
+    content = models.JSONField(default=dict, blank=True, help_text="Rendered content.")
+    status = models.CharField(max_length=20, choices=DeliveryStatus.choices, default=DeliveryStatus.QUEUED)
+    reason = models.CharField(max_length=100, blank=True, help_text="Why skipped, failed or retrying.")
+    detail = models.TextField(blank=True, help_text="The provider's last answer.")
+    explain = models.JSONField(default=list, blank=True, help_text="The decisions that led to this state.")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    claim_token = models.UUIDField(null=True, blank=True, editable=False)
+    provider_message_id = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("created_at", "id")
+        verbose_name_plural = "deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=("message", "recipient", "channel"), name="delivery_unique_per_channel"),
+        ]
+        indexes = [
+            models.Index(fields=("claim_token",), name="delivery_claim_token", condition=Q(claim_token__isnull=False)),
+            models.Index(fields=("status", "next_attempt_at"), name="delivery_due",
+                         condition=Q(status="pending")),
+            models.Index(fields=("status", "updated_at"), name="delivery_open",
+                         condition=Q(status__in=["queued", "sending"])),
+            models.Index(fields=("recipient", "-created_at")),
+        ]
+
+    def __str__(self):
+        return f"{self.channel} → {self.address or self.recipient_id} ({self.status})"
+
+
+class DeliveryEvent(models.Model):
+    """One state change of a delivery; the whole list is its timeline."""
+
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(max_length=20, choices=DeliveryStatus.choices)
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ("at", "id")
+
+    def __str__(self):
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.status}"

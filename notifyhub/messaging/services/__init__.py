@@ -1,0 +1,1 @@
+"""Writes of the messaging pipeline: accept, dispatch, deliver and maintenance."""

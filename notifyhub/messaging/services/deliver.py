@@ -1,0 +1,95 @@
+"""Deliver: claim a batch of deliveries, send them through one backend, record the outcomes.
+
+The claim is one conditional UPDATE (``queued`` or due ``pending`` -> ``sending``), so a task
+that runs twice — a redelivered broker message, a sweeper re-enqueue — sends nothing twice.
+Outcomes are written every ``FLUSH_EVERY`` sends, so a worker killed mid-batch leaves at most
+that many sent-but-unrecorded deliveries to be sent again.
+"""
+import logging
+import uuid
+
+from django.db.models import F, Q
+from django.utils import timezone
+
+from channels_app.errors import ChannelConfigurationError, TransientChannelError
+from channels_app.message import OutboundMessage
+from channels_app.selectors import channel_config_for
+from channels_app.services import channel_backend_build
+from notifyhub.messaging.models import Delivery, DeliveryStatus
+from notifyhub.messaging.services.events import events_record
+from notifyhub.messaging.services.outcomes import messages_rollup, outcomes_record
+
+logger = logging.getLogger(__name__)
+FLUSH_EVERY = 20
+
+
+def deliveries_claim(*, delivery_ids) -> list[Delivery]:
+    """Move the given deliveries that are ready to ``sending`` and return them (two queries)."""
+    now = timezone.now()
+    token = uuid.uuid4()
+    ready = Q(status=DeliveryStatus.QUEUED) | Q(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
+    claimed = Delivery.objects.filter(ready, pk__in=list(delivery_ids)).update(
+        status=DeliveryStatus.SENDING, claim_token=token, claimed_at=now, updated_at=now,
+        attempts=F("attempts") + 1,
+    )
+    if not claimed:
+        return []
+    return list(Delivery.objects.filter(claim_token=token).select_related("message__template", "recipient"))
+
+
+def deliveries_send(*, delivery_ids) -> int:
+    """Send what can be claimed of ``delivery_ids``; returns how many were claimed."""
+    deliveries = deliveries_claim(delivery_ids=delivery_ids)
+    if not deliveries:
+        return 0
+    events_record(changes=((d.id, DeliveryStatus.SENDING, f"attempt {d.attempts}") for d in deliveries))
+    by_channel: dict[str, list[Delivery]] = {}
+    for delivery in deliveries:
+        by_channel.setdefault(delivery.channel, []).append(delivery)
+    for channel, group in by_channel.items():
+        _send_group(channel, group)
+    messages_rollup(message_ids={d.message_id for d in deliveries})
+    return len(deliveries)
+
+
+def _outbound(delivery: Delivery) -> OutboundMessage:
+    message = delivery.message
+    return OutboundMessage(
+        delivery_id=str(delivery.id), kind=delivery.channel, address=delivery.address,
+        content=delivery.content,
+        metadata={"message_id": str(message.id), "template": message.template.key,
+                  "recipient": delivery.recipient.external_id},
+    )
+
+
+def _send_group(channel: str, deliveries: list[Delivery]) -> None:
+    config = channel_config_for(kind=channel)
+    by_id = {str(d.id): d for d in deliveries}
+    try:
+        backend = channel_backend_build(kind=channel, config=config)
+    except ChannelConfigurationError as exc:
+        logger.error("Cannot send %d %s deliveries: %s", len(deliveries), channel, exc)
+        error = TransientChannelError(str(exc), code="configuration_error")
+        outcomes_record(deliveries=deliveries, outcomes={d.id: error for d in deliveries}, config_id=None)
+        return
+    config_id = config.pk if config else None
+    pending: dict = {}
+    try:
+        with backend:
+            for message, outcome in backend.send_many(_outbound(d) for d in deliveries):
+                pending[message.delivery_id] = outcome
+                if len(pending) >= FLUSH_EVERY:
+                    _flush(pending, by_id, config_id)
+    except ChannelConfigurationError as exc:
+        logger.error("Channel %s misconfigured: %s", config, exc)
+        error = TransientChannelError(str(exc), code="configuration_error")
+        pending.update({key: error for key in by_id if key not in pending})
+    finally:
+        if pending:
+            _flush(pending, by_id, config_id)
+
+
+def _flush(pending: dict, by_id: dict, config_id) -> None:
+    rows = [by_id.pop(key) for key in list(pending)]
+    outcomes_record(deliveries=rows, outcomes={d.id: pending[str(d.id)] for d in rows}, config_id=config_id)
+    pending.clear()

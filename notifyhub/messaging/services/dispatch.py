@@ -1,0 +1,175 @@
+"""Dispatch: turn a message's audience into deliveries, one chunk of recipients at a time.
+
+For each recipient × channel the plan asks, in order: does the template have content for the
+channel, is the channel configured, does the recipient allow it (preferences), is there an
+address (and is it not suppressed)? Then it renders the content. Every answer is kept in the
+delivery's ``explain`` list. A chunk costs a constant number of queries whatever its size.
+"""
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from channels_app.kinds import ChannelKind
+from channels_app.selectors import channel_kinds_available
+from notifyhub.messaging.models import Delivery, DeliveryStatus, Message, MessageRecipient, MessageStatus
+from notifyhub.messaging.queueing import deliveries_enqueue, dispatch_enqueue
+from notifyhub.messaging.rendering import RenderError, content_for, recipient_context, render_parts
+from notifyhub.messaging.services.events import events_record
+from preferences.models import Recipient
+from preferences.selectors import contact_points_by_recipient, preference_decide, preferences_by_recipient
+
+ACCOUNT_FREE_ADDRESS = {ChannelKind.INAPP}  # address is the recipient itself
+OPTIONAL_ADDRESS = {ChannelKind.WEBHOOK}  # falls back to the account's URL
+
+
+@dataclass
+class DeliveryPlan:
+    recipient: Recipient
+    channel: str
+    status: str
+    reason: str = ""
+    address: str = ""
+    content: dict = field(default_factory=dict)
+    explain: list[str] = field(default_factory=list)
+
+
+def deliveries_plan(*, message: Message, recipients: Sequence[Recipient]) -> list[DeliveryPlan]:
+    """Decide and render, without writing anything (``dry_run`` uses this as it is)."""
+    template = message.template
+    category = template.category
+    channels = message.channels or template.channels
+    ids = [r.pk for r in recipients]
+    contacts = contact_points_by_recipient(recipient_ids=ids)
+    preferences = preferences_by_recipient(recipient_ids=ids)
+    available = channel_kinds_available()
+    plans = []
+    for recipient in recipients:
+        context = None
+        for channel in channels:
+            plan = DeliveryPlan(recipient=recipient, channel=channel, status=DeliveryStatus.QUEUED)
+            plans.append(plan)
+            parts = content_for(content=template.content, translations=template.translations,
+                                channel=channel, locale=recipient.locale)
+            if parts is None:
+                _skip(plan, "no_content", f"template {template.key} has no {channel} content")
+                continue
+            if channel not in available:
+                _skip(plan, "channel_unavailable", f"no enabled {channel} channel is configured")
+                continue
+            decision = preference_decide(category=category, channel=channel,
+                                         preferences=preferences.get(recipient.pk, ()))
+            plan.explain.append(f"{decision.rule}: {'allowed' if decision.allowed else 'blocked'}")
+            if not decision.allowed:
+                _skip(plan, decision.reason, "")
+                continue
+            if not _address(plan, contacts.get(recipient.pk, {})):
+                continue
+            if context is None:
+                context = {**message.context, "recipient": recipient_context(
+                    external_id=recipient.external_id, name=recipient.name,
+                    locale=recipient.locale, data=recipient.data)}
+            try:
+                plan.content = render_parts(parts, context)
+            except RenderError as exc:
+                plan.status, plan.reason = DeliveryStatus.FAILED, "render_error"
+                plan.explain.append(f"rendering failed: {exc}")
+                continue
+            plan.explain.append(f"queued for {channel} to {plan.address or 'the account URL'}")
+    return plans
+
+
+def _skip(plan: DeliveryPlan, reason: str, detail: str) -> None:
+    plan.status, plan.reason = DeliveryStatus.SKIPPED, reason
+    if detail:
+        plan.explain.append(detail)
+    plan.explain.append(f"skipped: {reason}")
+
+
+def _address(plan: DeliveryPlan, contacts: dict) -> bool:
+    if plan.channel in ACCOUNT_FREE_ADDRESS:
+        plan.address = plan.recipient.external_id
+        return True
+    point = contacts.get(plan.channel)
+    if point is not None and not point.active:
+        _skip(plan, "suppressed", f"{plan.channel} address {point.address} is deactivated "
+                                  f"({point.deactivated_reason or 'suppressed'})")
+        return False
+    if point is None:
+        if plan.channel in OPTIONAL_ADDRESS:
+            return True
+        _skip(plan, "no_address", f"recipient has no {plan.channel} address")
+        return False
+    plan.address = point.address
+    plan.explain.append(f"address: {point.address}")
+    return True
+
+
+def deliveries_create(*, message: Message, plans: Sequence[DeliveryPlan]) -> list[Delivery]:
+    """Write the planned deliveries (skipping any that exist) and enqueue the queued ones."""
+    existing = set(
+        Delivery.objects.filter(message=message, recipient__in=[p.recipient for p in plans])
+        .values_list("recipient_id", "channel")
+    )
+    now = timezone.now()
+    rows = [
+        Delivery(message=message, recipient=p.recipient, channel=p.channel, address=p.address,
+                 content=p.content, status=p.status, reason=p.reason, explain=p.explain,
+                 created_at=now, updated_at=now)
+        for p in plans if (p.recipient.pk, p.channel) not in existing
+    ]
+    Delivery.objects.bulk_create(rows)
+    events_record(changes=((d.id, d.status, d.explain[-1] if d.explain else "") for d in rows))
+    deliveries_enqueue(deliveries=((d.channel, d.id) for d in rows if d.status == DeliveryStatus.QUEUED))
+    return rows
+
+
+def message_dispatch_inline(*, message: Message, recipients: Sequence[Recipient]) -> list[Delivery]:
+    """Dispatch a small message inside the accepting transaction, so the answer lists deliveries."""
+    rows = deliveries_create(message=message, plans=deliveries_plan(message=message, recipients=recipients))
+    from notifyhub.messaging.services.outcomes import messages_rollup
+
+    messages_rollup(message_ids=[message.pk])
+    return rows
+
+
+def message_dispatch_start(*, message_id) -> int:
+    """Split a message's audience into chunks and enqueue one task per chunk."""
+    from django.conf import settings
+
+    size = settings.NOTIFYHUB_DISPATCH_CHUNK_SIZE
+    with transaction.atomic():
+        message = Message.objects.select_for_update().filter(pk=message_id, status=MessageStatus.ACCEPTED).first()
+        if message is None or message.chunks_pending:
+            return 0
+        ids = list(MessageRecipient.objects.filter(message=message).order_by("id").values_list("id", flat=True))
+        chunks = [(ids[i], ids[min(i + size, len(ids)) - 1]) for i in range(0, len(ids), size)]
+        message.chunks_pending = len(chunks)
+        message.status = MessageStatus.PROCESSING if chunks else MessageStatus.SKIPPED
+        message.save(update_fields=["chunks_pending", "status", "updated_at"])
+        for first_id, last_id in chunks:
+            dispatch_enqueue(message_id=message.pk, first_id=first_id, last_id=last_id)
+    return len(chunks)
+
+
+@transaction.atomic
+def message_dispatch_chunk(*, message_id, first_id: int, last_id: int) -> int:
+    """Plan and create the deliveries of one chunk of the audience; repeat runs create nothing."""
+    message = Message.objects.select_related("template__category").get(pk=message_id)
+    if message.status == MessageStatus.CANCELLED:
+        return 0
+    recipients = list(
+        Recipient.objects.filter(pk__in=MessageRecipient.objects.filter(
+            message=message, id__gte=first_id, id__lte=last_id).values("recipient_id"))
+    )
+    plans = deliveries_plan(message=message, recipients=recipients)
+    rows = deliveries_create(message=message, plans=plans)
+    if rows or not plans:  # a repeated run of this chunk creates nothing and counts nothing
+        Message.objects.filter(pk=message.pk, chunks_pending__gt=0).update(
+            chunks_pending=F("chunks_pending") - 1)
+    from notifyhub.messaging.services.outcomes import messages_rollup
+
+    messages_rollup(message_ids=[message.pk])
+    return len(rows)

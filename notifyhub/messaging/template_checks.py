@@ -1,0 +1,38 @@
+"""Checks on a template's content, shared by the admin and the API."""
+from django.core.exceptions import ValidationError
+
+from channels_app.kinds import ChannelKind
+from notifyhub.messaging.rendering import RenderError, variables_used
+
+ALWAYS_AVAILABLE = frozenset({"recipient"})
+
+
+def template_content_check(*, content: dict, translations: dict, variables: list) -> None:
+    """Known channel kinds, valid syntax, and no variable used that is not declared."""
+    errors: dict[str, list[str]] = {}
+    if not isinstance(content, dict):
+        raise ValidationError({"content": ["Expected an object keyed by channel kind."]})
+    trees = [("content", content)] + [
+        (f"translations.{locale}", variant) for locale, variant in (translations or {}).items()
+    ]
+    for field, tree in trees:
+        if not isinstance(tree, dict):
+            errors.setdefault(field.split(".")[0], []).append(f"{field}: expected an object.")
+            continue
+        for kind, parts in tree.items():
+            if kind not in ChannelKind.values:
+                errors.setdefault(field.split(".")[0], []).append(f"{field}: unknown channel kind {kind!r}.")
+                continue
+            if not isinstance(parts, dict):
+                errors.setdefault(field.split(".")[0], []).append(f"{field}.{kind}: expected an object of parts.")
+                continue
+            try:
+                undeclared = variables_used(parts) - set(variables or []) - ALWAYS_AVAILABLE
+            except RenderError as exc:
+                errors.setdefault(field.split(".")[0], []).append(f"{field}.{kind}: {exc}")
+                continue
+            if undeclared:
+                errors.setdefault("variables", []).append(
+                    f"{field}.{kind} uses undeclared variables: {', '.join(sorted(undeclared))}.")
+    if errors:
+        raise ValidationError(errors)

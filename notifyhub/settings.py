@@ -1,0 +1,228 @@
+"""Settings for notifyhub, driven by environment variables (12-factor).
+
+With nothing set beyond the two secrets, notifyhub runs *embedded*: SQLite and a
+file-system Celery broker, no server processes needed. ``DATABASE_URL`` switches
+to PostgreSQL and ``REDIS_URL`` (or ``CELERY_BROKER_URL``) to Redis. Every
+variable is documented in ``.env.example``.
+"""
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(environ.Env().str("NOTIFYHUB_VAR_DIR", default=str(BASE_DIR / "var")))
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+
+def _required(name: str) -> str:
+    value = env.str(name, default="")
+    if not value:
+        raise ImproperlyConfigured(
+            f"Set the {name} environment variable (see .env.example; `make run` writes one)."
+        )
+    return value
+
+
+SECRET_KEY = _required("SECRET_KEY")
+DEBUG = env.bool("DEBUG", default=False)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
+)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework_api_key",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_celery_beat",
+    "channels_app",
+    "preferences",
+    "notifyhub.clients",
+    "notifyhub.messaging",
+    "notifyhub.api",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "notifyhub.api.middleware.BodySizeLimitMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "notifyhub.urls"
+WSGI_APPLICATION = "notifyhub.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'notifyhub.sqlite3'}"),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web, worker and scheduler share one file: WAL and immediate transactions avoid
+    # "database is locked" under concurrent writers.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis, cache and Celery -------------------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker_dir = VAR_DIR / "broker"
+    for _sub in ("queue", "processed"):
+        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
+    }
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULE = {
+    "notifyhub-release-due": {
+        "task": "notifyhub.release_due",
+        "schedule": env.float("NOTIFYHUB_DUE_POLL_SECONDS", default=2.0),
+        "options": {"queue": "maintenance", "expires": 30},
+    },
+    "notifyhub-sweep-stuck": {
+        "task": "notifyhub.sweep_stuck",
+        "schedule": env.float("NOTIFYHUB_SWEEP_SECONDS", default=30.0),
+        "options": {"queue": "maintenance", "expires": 60},
+    },
+}
+
+# --- notifyhub behaviour ----------------------------------------------------------------------
+NOTIFYHUB_SECRETS_KEYS = [k.strip() for k in _required("NOTIFYHUB_SECRETS_KEY").split(",") if k.strip()]
+NOTIFYHUB_MAX_ATTEMPTS = env.int("NOTIFYHUB_MAX_ATTEMPTS", default=6)
+NOTIFYHUB_RETRY_BASE_SECONDS = env.float("NOTIFYHUB_RETRY_BASE_SECONDS", default=10.0)
+NOTIFYHUB_RETRY_MAX_SECONDS = env.float("NOTIFYHUB_RETRY_MAX_SECONDS", default=3600.0)
+NOTIFYHUB_RETRY_COUNTDOWN_MAX_SECONDS = env.float("NOTIFYHUB_RETRY_COUNTDOWN_MAX_SECONDS", default=60.0)
+NOTIFYHUB_STUCK_SECONDS = env.float("NOTIFYHUB_STUCK_SECONDS", default=300.0)
+NOTIFYHUB_DELIVER_BATCH_SIZE = env.int("NOTIFYHUB_DELIVER_BATCH_SIZE", default=100)
+NOTIFYHUB_DISPATCH_CHUNK_SIZE = env.int("NOTIFYHUB_DISPATCH_CHUNK_SIZE", default=1000)
+NOTIFYHUB_INLINE_DISPATCH_MAX = env.int("NOTIFYHUB_INLINE_DISPATCH_MAX", default=100)
+NOTIFYHUB_MAX_RECIPIENTS_PER_REQUEST = env.int("NOTIFYHUB_MAX_RECIPIENTS_PER_REQUEST", default=10000)
+NOTIFYHUB_MAX_BODY_BYTES = env.int("NOTIFYHUB_MAX_BODY_BYTES", default=512 * 1024)
+NOTIFYHUB_HTTP_TIMEOUT_SECONDS = env.float("NOTIFYHUB_HTTP_TIMEOUT_SECONDS", default=10.0)
+NOTIFYHUB_HTTP_CONCURRENCY = env.int("NOTIFYHUB_HTTP_CONCURRENCY", default=16)
+# Outgoing URLs (webhooks, providers) may not point into private networks unless allowed here.
+NOTIFYHUB_OUTBOUND_ALLOW_PRIVATE = env.bool("NOTIFYHUB_OUTBOUND_ALLOW_PRIVATE", default=False)
+NOTIFYHUB_OUTBOUND_ALLOWED_HOSTS = env.list("NOTIFYHUB_OUTBOUND_ALLOWED_HOSTS", default=[])
+DATA_UPLOAD_MAX_MEMORY_SIZE = NOTIFYHUB_MAX_BODY_BYTES
+
+# --- API --------------------------------------------------------------------------------------
+API_KEY_CUSTOM_HEADER = "HTTP_AUTHORIZATION"
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["notifyhub.api.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["notifyhub.api.auth.HasScope"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "notifyhub.api.pagination.Pagination",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "notifyhub.api.errors.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "notifyhub API",
+    "DESCRIPTION": (
+        "Send notifications by template key to recipients over email, in-app, webhook and more. "
+        "Authenticate with `Authorization: Api-Key <key>`; keys carry the scopes `send`, `read` "
+        "and `manage`."
+    ),
+    "VERSION": "1.0.0",
+    "OAS_VERSION": "3.0.3",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "ChannelKindEnum": "channels_app.kinds.ChannelKind",
+        "DeliveryStatusEnum": "notifyhub.messaging.models.DeliveryStatus",
+        "MessageStatusEnum": "notifyhub.messaging.models.MessageStatus",
+    },
+}
+
+# --- The rest of Django -----------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+}

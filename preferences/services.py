@@ -1,0 +1,106 @@
+"""Writes on recipients, contact points and preferences.
+
+``recipients_upsert`` handles one or ten thousand recipients with a constant number of
+queries, so an API call with inline recipients costs the same per request, not per person.
+"""
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from django.db import transaction
+
+from preferences.models import Category, ContactPoint, Preference, Recipient
+
+CONTACT_FIELDS = {"email": "email", "phone": "sms"}
+PROFILE_FIELDS = ("name", "locale", "timezone", "data")
+
+
+@dataclass
+class RecipientInput:
+    """Validated input for one recipient; ``None`` means "leave as it is"."""
+
+    external_id: str
+    name: str | None = None
+    locale: str | None = None
+    timezone: str | None = None
+    data: dict | None = None
+    contacts: dict[str, str] = field(default_factory=dict)  # kind -> normalised address
+
+
+@transaction.atomic
+def recipients_upsert(*, items: Sequence[RecipientInput]) -> dict[str, Recipient]:
+    """Create or update recipients and their primary contact point per kind."""
+    by_id = {item.external_id: item for item in items}  # the last mention wins
+    existing = Recipient.objects.in_bulk(list(by_id), field_name="external_id")
+    new, changed = [], []
+    for external_id, item in by_id.items():
+        recipient = existing.get(external_id)
+        if recipient is None:
+            recipient = Recipient(external_id=external_id)
+            new.append(recipient)
+        dirty = False
+        for name in PROFILE_FIELDS:
+            value = getattr(item, name)
+            if value is not None and getattr(recipient, name) != value:
+                setattr(recipient, name, value)
+                dirty = True
+        if dirty and recipient.pk:
+            changed.append(recipient)
+        existing[external_id] = recipient
+    if new:
+        Recipient.objects.bulk_create(new)
+        if any(r.pk is None for r in new):  # backends without RETURNING
+            existing.update(Recipient.objects.in_bulk([r.external_id for r in new], field_name="external_id"))
+    if changed:
+        Recipient.objects.bulk_update(changed, [*PROFILE_FIELDS, "updated_at"])
+    _contacts_set(recipients=existing, items=by_id)
+    return existing
+
+
+def _contacts_set(*, recipients: dict[str, Recipient], items: dict[str, RecipientInput]) -> None:
+    """Make each given address the recipient's contact point for its kind, keeping suppression."""
+    wanted = {
+        (recipients[eid].pk, kind): address
+        for eid, item in items.items() for kind, address in item.contacts.items()
+    }
+    if not wanted:
+        return
+    current = ContactPoint.objects.filter(
+        recipient_id__in={rid for rid, _ in wanted}, kind__in={kind for _, kind in wanted}
+    )
+    keep, stale = set(), []
+    for point in current:
+        address = wanted.get((point.recipient_id, point.kind))
+        if address is None:
+            continue
+        if point.address == address:
+            keep.add((point.recipient_id, point.kind))
+        else:
+            stale.append(point.pk)
+    if stale:
+        ContactPoint.objects.filter(pk__in=stale).delete()
+    ContactPoint.objects.bulk_create(
+        [ContactPoint(recipient_id=rid, kind=kind, address=address)
+         for (rid, kind), address in wanted.items() if (rid, kind) not in keep]
+    )
+
+
+def recipient_delete(*, recipient: Recipient) -> None:
+    recipient.delete()
+
+
+@dataclass(frozen=True)
+class PreferenceInput:
+    category: Category | None
+    channel: str  # "" for every channel
+    enabled: bool
+
+
+@transaction.atomic
+def preferences_replace(*, recipient: Recipient, preferences: Sequence[PreferenceInput]) -> list[Preference]:
+    """Replace all of a recipient's preferences with ``preferences``."""
+    Preference.objects.filter(recipient=recipient).delete()
+    unique = {(p.category.pk if p.category else None, p.channel): p for p in preferences}
+    return Preference.objects.bulk_create(
+        [Preference(recipient=recipient, category=p.category, channel=p.channel, enabled=p.enabled)
+         for p in unique.values()]
+    )
