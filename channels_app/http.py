@@ -6,8 +6,8 @@ permanent errors live in one place.
 """
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from datetime import datetime, timezone
 
 import requests
 from django.conf import settings
@@ -15,9 +15,11 @@ from django.conf import settings
 from channels_app.base import ChannelBackend, Outcome
 from channels_app.errors import ChannelError, PermanentChannelError, TransientChannelError
 from channels_app.message import OutboundMessage
-from channels_app.netguard import BlockedURLError, check_outbound_url
+from channels_app.netguard import BlockedURLError, UnresolvableHostError, check_outbound_url
 
 TRANSIENT_STATUSES = frozenset({408, 425, 429})
+INVALID_URL_ERRORS = (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                      requests.exceptions.InvalidSchema)
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -31,7 +33,9 @@ def retry_after_seconds(value: str | None) -> float | None:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+    if when.tzinfo is None:  # "-0000" zones parse as naive; HTTP dates are always UTC
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 class HttpChannelBackend(ChannelBackend):
@@ -58,6 +62,8 @@ class HttpChannelBackend(ChannelBackend):
         """Send one request; raise a channel error for network failures and error statuses."""
         try:
             check_outbound_url(url)
+        except UnresolvableHostError as exc:
+            raise TransientChannelError(str(exc), code="dns_failure") from exc
         except BlockedURLError as exc:
             raise PermanentChannelError(str(exc), code="blocked_url") from exc
         self.open()
@@ -68,6 +74,10 @@ class HttpChannelBackend(ChannelBackend):
             raise TransientChannelError(f"Timed out: {exc}", code="timeout") from exc
         except requests.ConnectionError as exc:
             raise TransientChannelError(f"Connection failed: {exc}", code="connection_error") from exc
+        except INVALID_URL_ERRORS as exc:
+            raise PermanentChannelError(f"Invalid URL: {exc}", code="invalid_url") from exc
+        except requests.RequestException as exc:  # broken chunked body, bad content encoding...
+            raise TransientChannelError(f"Request failed: {exc}", code="request_error") from exc
         self.raise_for_status(response)
         return response
 

@@ -56,10 +56,11 @@ class ChannelConfig(models.Model):
         try:
             return cls.validate_options({**(self.options or {}), **self.secrets})
         except DRFValidationError as exc:
-            raise ValidationError(
-                {("options" if field != "non_field_errors" else "__all__"): [f"{field}: {m}" for m in msgs]
-                 for field, msgs in _flatten(exc.detail).items()}
-            ) from None
+            errors: dict[str, list[str]] = {}
+            for field, msgs in _flatten(exc.detail).items():  # every field's errors, not the last
+                key = "options" if field != "non_field_errors" else "__all__"
+                errors.setdefault(key, []).extend(f"{field}: {m}" for m in msgs)
+            raise ValidationError(errors) from None
 
     def clean(self):
         self.validated_options()

@@ -16,6 +16,10 @@ class BlockedURLError(ValueError):
     pass
 
 
+class UnresolvableHostError(BlockedURLError):
+    """The host did not resolve: possibly a passing DNS failure, so a send may retry."""
+
+
 def _address_is_public(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if ip.version == 6 and ip.ipv4_mapped:
@@ -28,15 +32,21 @@ def check_outbound_url(url: str, *, resolve: bool = True) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise BlockedURLError("Only http and https URLs are allowed.")
-    host = parts.hostname
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:  # a port out of range or not a number
+        raise BlockedURLError(f"The URL is malformed: {exc}.") from None
     if not host:
         raise BlockedURLError("The URL has no host.")
-    if settings.NOTIFYHUB_OUTBOUND_ALLOW_PRIVATE or host in settings.NOTIFYHUB_OUTBOUND_ALLOWED_HOSTS:
+    allowed = {h.strip().lower() for h in settings.NOTIFYHUB_OUTBOUND_ALLOWED_HOSTS}
+    if settings.NOTIFYHUB_OUTBOUND_ALLOW_PRIVATE or host in allowed:
         return url
     try:
-        addresses = _addresses(host, parts.port, resolve=resolve)
+        addresses = _addresses(host, port, resolve=resolve)
     except socket.gaierror as exc:
-        raise BlockedURLError(f"The host {host!r} does not resolve.") from exc
+        raise UnresolvableHostError(f"The host {host!r} does not resolve.") from exc
+    except UnicodeError as exc:
+        raise BlockedURLError(f"The host {host!r} is not a valid host name.") from exc
     for address in addresses:
         if not _address_is_public(address):
             raise BlockedURLError(

@@ -5,12 +5,15 @@ group ``notifyhub.channels`` (``name = "package.module:BackendClass"``), so a ne
 one installed module and no edit in notifyhub. Unknown names raise
 ``ChannelConfigurationError`` naming the backend.
 """
+import logging
 from functools import cache
 from importlib import import_module
 from importlib.metadata import entry_points
 
 from channels_app.base import ChannelBackend
 from channels_app.errors import ChannelConfigurationError
+
+logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "notifyhub.channels"
 
@@ -27,19 +30,32 @@ def _load(path: str) -> type[ChannelBackend]:
     return getattr(import_module(module_name), attr)
 
 
+#: Why each broken plugin could not be loaded, filled by ``all_backends()``.
+_broken_plugins: dict[str, str] = {}
+
+
 @cache
 def all_backends() -> dict[str, type[ChannelBackend]]:
+    """Backends by name. A plugin that fails to import (or is not a ``ChannelBackend``) is
+    logged and left out, so one broken package does not take every channel down; asking
+    for it by name with :func:`backend_class` says why."""
     from channels_app.backends.anymail import anymail_backends
 
     backends = {name: _load(path) for name, path in BUILTIN_BACKENDS.items()}
     backends.update({cls.name: cls for cls in anymail_backends()})
+    _broken_plugins.clear()
     for entry_point in entry_points(group=ENTRY_POINT_GROUP):
-        cls = entry_point.load()
-        if not (isinstance(cls, type) and issubclass(cls, ChannelBackend)):
-            raise ChannelConfigurationError(
-                f"Entry point {entry_point.name!r} in {ENTRY_POINT_GROUP} is not a ChannelBackend."
-            )
-        backends[entry_point.name] = cls
+        try:
+            cls = entry_point.load()
+        except Exception as exc:
+            reason = f"cannot load {entry_point.value!r}: {exc!r}"
+        else:
+            if isinstance(cls, type) and issubclass(cls, ChannelBackend):
+                backends[entry_point.name] = cls
+                continue
+            reason = f"{entry_point.value!r} is not a ChannelBackend subclass"
+        _broken_plugins[entry_point.name] = reason
+        logger.error("Channel backend plugin %r in %s: %s", entry_point.name, ENTRY_POINT_GROUP, reason)
     return backends
 
 
@@ -47,6 +63,9 @@ def backend_class(name: str) -> type[ChannelBackend]:
     try:
         return all_backends()[name]
     except KeyError:
+        reason = _broken_plugins.get(name)
+        if reason:
+            raise ChannelConfigurationError(f"Channel backend plugin {name!r} is broken: {reason}.") from None
         raise ChannelConfigurationError(f"Unknown channel backend {name!r}.") from None
 
 

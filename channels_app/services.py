@@ -25,7 +25,20 @@ def channel_backend_build(*, kind: str, config: ChannelConfig | None) -> Channel
 
 
 def channel_config_save(*, config: ChannelConfig, secrets: dict | None = None) -> ChannelConfig:
-    """Validate and save; ``secrets`` replaces only the keys given (blank keeps the old value)."""
+    """Validate and save; ``secrets`` replaces only the keys given (blank keeps the old value).
+
+    A secret field put among the plain options is moved to the encrypted secrets, so it is
+    never stored in clear text.
+    """
+    try:
+        secret_fields = config.backend_class.secret_fields
+    except ChannelConfigurationError:
+        secret_fields = frozenset()  # full_clean() reports the unknown backend
+    options = dict(config.options or {})
+    moved = {key: options.pop(key) for key in list(options) if key in secret_fields}
+    if moved:
+        config.options = options
+        secrets = {**moved, **(secrets or {})}
     if secrets:
         merged = {**config.secrets, **{k: v for k, v in secrets.items() if v not in ("", None)}}
         config.set_secrets(merged)

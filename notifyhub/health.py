@@ -1,4 +1,5 @@
 """``/healthz`` (the process answers) and ``/readyz`` (its database and broker answer)."""
+from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
@@ -18,7 +19,7 @@ def _database() -> str:
 
 
 def _broker() -> str:
-    with celery_app.connection_for_write() as conn:
+    with celery_app.connection_for_write(url=settings.CELERY_BROKER_URL) as conn:
         conn.ensure_connection(max_retries=1, timeout=2)
     return "ok"
 

@@ -1,5 +1,6 @@
 """Shared fixtures: real services (PostgreSQL, Redis, Celery worker processes), real peers
 (an aiosmtpd SMTP server, pytest-httpserver), and factories for the domain."""
+import contextlib
 import os
 import socket
 import subprocess
@@ -24,13 +25,11 @@ def pytest_addoption(parser):
     parser.addoption("--benchmarks", action="store_true", help="run tests/benchmarks (slow, prints figures)")
 
 
-def pytest_collection_modifyitems(config, items):
-    if config.getoption("--benchmarks"):
-        return
-    skip = pytest.mark.skip(reason="benchmark: run with `make bench`")
-    for item in items:
-        if "benchmark" in item.keywords:
-            item.add_marker(skip)
+def pytest_ignore_collect(collection_path, config):
+    """Benchmarks are not part of the test run; `make bench` collects them with --benchmarks."""
+    if "benchmarks" in collection_path.parts and not config.getoption("--benchmarks"):
+        return True
+    return None
 
 
 def _services_missing() -> str:
@@ -70,10 +69,8 @@ def _clear_caches():
     from django.core.cache import cache
 
     yield
-    try:
+    with contextlib.suppress(Exception):  # a cache that is down is some other test's subject
         cache.clear()
-    except Exception:  # noqa: S110 — a cache that is down is some other test's subject
-        pass
 
 
 # --- Celery worker processes ------------------------------------------------------------------

@@ -111,7 +111,9 @@ def test_transient_errors_retry_with_growing_delays_then_succeed(api, start_work
     print(f"retry waits: {first_wait:.2f}s then {second_wait:.2f}s")
     assert 0.4 < first_wait < second_wait
     statuses = list(DeliveryEvent.objects.filter(delivery=delivery).values_list("status", flat=True))
-    assert statuses == ["queued", "sending", "pending", "sending", "pending", "sending", "sent"]
+    # A retry may be released by the due-time dispatcher (a "queued" event) or by its countdown.
+    assert statuses[0] == "queued"
+    assert [s for s in statuses if s != "queued"] == ["sending", "pending", "sending", "pending", "sending", "sent"]
 
 
 def test_permanent_error_fails_at_once_with_the_response(api, start_worker, httpserver):

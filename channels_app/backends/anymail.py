@@ -25,6 +25,7 @@ from channels_app.errors import (
     PermanentChannelError,
     TransientChannelError,
 )
+from channels_app.http import TRANSIENT_STATUSES
 from channels_app.message import OutboundMessage, SendResult
 from channels_app.netguard import BlockedURLError, check_outbound_url
 
@@ -87,16 +88,23 @@ class AnymailBackend(EmailChannelBackend):
             raise InvalidAddressError(str(exc), code="recipient_refused") from exc
         except AnymailAPIError as exc:
             status = getattr(exc, "status_code", None)
-            transient = status is None or status == 429 or status >= 500
+            transient = status is None or status in TRANSIENT_STATUSES or status >= 500
             error = TransientChannelError if transient else PermanentChannelError
-            raise error(str(exc).splitlines()[0], status=status, response=getattr(exc, "response", None)
-                        and exc.response.text or "") from exc
+            # A requests.Response is falsy for 4xx/5xx, so test it against None, not for truth.
+            response = getattr(exc, "response", None)
+            text = getattr(response, "text", "") if response is not None else ""
+            raise error(_first_line(exc), status=status, response=text or "") from exc
         except AnymailError as exc:
-            raise PermanentChannelError(str(exc).splitlines()[0]) from exc
+            raise PermanentChannelError(_first_line(exc)) from exc
         status = email.anymail_status
         if status.status and status.status & {"rejected", "invalid"}:
             raise PermanentChannelError(f"ESP answered {sorted(status.status)}", code="rejected")
         return SendResult(provider_message_id=status.message_id or "")
+
+
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 @cache

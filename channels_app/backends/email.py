@@ -1,13 +1,15 @@
 """E-mail over SMTP, through Django's own SMTP connection (one connection per batch)."""
 import smtplib
-import socket
+from collections.abc import Iterable, Iterator
+from email.utils import make_msgid
 
 from django.core import mail
 from django.core.exceptions import ValidationError
+from django.core.mail.utils import DNS_NAME
 from django.core.validators import validate_email
 from rest_framework import serializers
 
-from channels_app.base import ChannelBackend
+from channels_app.base import ChannelBackend, Outcome
 from channels_app.errors import InvalidAddressError, PermanentChannelError, TransientChannelError
 from channels_app.kinds import ChannelKind
 from channels_app.message import OutboundMessage, SendResult
@@ -24,19 +26,32 @@ class EmailChannelBackend(ChannelBackend):
 
     @classmethod
     def validate_address(cls, address: str) -> str:
+        address = (address or "").strip()
         try:
             validate_email(address)
         except ValidationError:
             raise InvalidAddressError(f"{address!r} is not a valid e-mail address.", code="invalid_email") from None
-        return address.strip()
+        return address
 
     def get_connection(self):
         raise NotImplementedError
 
+    def __enter__(self):
+        # Connect lazily on the first send: a server that is down then becomes each message's
+        # (transient) outcome instead of an exception escaping the caller's ``with`` block.
+        return self
+
     def open(self) -> None:
+        """Connect (once); raise ``TransientChannelError`` when the server cannot be reached."""
         if self.connection is None:
-            self.connection = self.get_connection()
-            self.connection.open()
+            connection = self.get_connection()
+            try:
+                connection.open()
+            except smtplib.SMTPResponseException as exc:
+                raise _smtp_error(exc.smtp_code, exc.smtp_error) from exc
+            except (smtplib.SMTPException, OSError) as exc:
+                raise TransientChannelError(f"SMTP connection failed: {exc}", code="smtp_connection") from exc
+            self.connection = connection
 
     def close(self) -> None:
         if self.connection is not None:
@@ -60,9 +75,21 @@ class EmailChannelBackend(ChannelBackend):
             email.attach_alternative(content["html"], "text/html")
         return email
 
+    def send_many(self, messages: Iterable[OutboundMessage]) -> Iterator[tuple[OutboundMessage, Outcome]]:
+        """Send over one connection; if it cannot be opened, every message gets that error."""
+        messages = iter(messages)
+        try:
+            self.open()
+        except TransientChannelError as error:
+            for message in messages:
+                yield message, error
+            return
+        yield from super().send_many(messages)
+
     def send(self, message: OutboundMessage) -> SendResult:
         self.open()
         email = self.build(message)
+        email.connection = self.connection
         try:
             email.send()
         except smtplib.SMTPRecipientsRefused as exc:
@@ -71,10 +98,15 @@ class EmailChannelBackend(ChannelBackend):
         except smtplib.SMTPResponseException as exc:
             self.close()
             raise _smtp_error(exc.smtp_code, exc.smtp_error) from exc
-        except (smtplib.SMTPException, OSError, socket.timeout) as exc:
+        except (TimeoutError, smtplib.SMTPException, OSError) as exc:
             self.close()  # the next send reconnects
             raise TransientChannelError(f"SMTP connection failed: {exc}", code="smtp_connection") from exc
         return SendResult(provider_message_id=email.extra_headers.get("Message-ID", ""))
+
+
+def _message_id(from_email: str | None) -> str:
+    domain = (from_email or "").rpartition("@")[2] or DNS_NAME
+    return make_msgid(domain=domain)
 
 
 def _smtp_error(code: int, reply) -> Exception:
@@ -101,6 +133,12 @@ class SmtpBackend(EmailChannelBackend):
     label = "SMTP server"
     Options = SmtpOptions
     secret_fields = frozenset({"password"})
+
+    def build(self, message: OutboundMessage) -> mail.EmailMultiAlternatives:
+        email = super().build(message)
+        # Our own Message-ID, so the result can name the message the server accepted.
+        email.extra_headers["Message-ID"] = _message_id(self.options.get("from_email"))
+        return email
 
     def get_connection(self):
         o = self.options

@@ -15,13 +15,13 @@ from datetime import UTC, datetime
 
 from rest_framework import serializers
 
-from channels_app.errors import PermanentChannelError
+from channels_app.errors import InvalidAddressError, PermanentChannelError
 from channels_app.http import HttpChannelBackend
 from channels_app.kinds import ChannelKind
 from channels_app.message import OutboundMessage, SendResult
 from channels_app.netguard import BlockedURLError, check_outbound_url
 
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"  # noqa: S105 — a prefix, not a secret
 
 
 def generate_secret() -> str:
@@ -82,7 +82,7 @@ class WebhookBackend(HttpChannelBackend):
         try:
             return _check_url(serializers.URLField().run_validation(address))
         except serializers.ValidationError as exc:
-            raise PermanentChannelError(f"{address!r}: {exc.detail[0]}", code="invalid_url") from None
+            raise InvalidAddressError(f"{address!r}: {exc.detail[0]}", code="invalid_url") from None
 
     def send(self, message: OutboundMessage) -> SendResult:
         url = message.address or self.options.get("url")

@@ -110,6 +110,9 @@ class MessageRecipient(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=("message", "recipient"), name="message_recipient_unique")]
 
+    def __str__(self):
+        return f"{self.message_id} → {self.recipient_id}"
+
 
 class Delivery(models.Model):
     """One message to one recipient on one channel kind; also the outbox row the sweeper watches."""
@@ -149,6 +152,8 @@ class Delivery(models.Model):
                          condition=Q(status="pending")),
             models.Index(fields=("status", "updated_at"), name="delivery_open",
                          condition=Q(status__in=["queued", "sending"])),
+            models.Index(fields=("message",), name="delivery_open_by_message",
+                         condition=Q(status__in=["pending", "queued", "sending"])),
             models.Index(fields=("recipient", "-created_at")),
         ]
 

@@ -2,10 +2,12 @@
 
 The claim is one conditional UPDATE (``queued`` or due ``pending`` -> ``sending``), so a task
 that runs twice — a redelivered broker message, a sweeper re-enqueue — sends nothing twice.
-Outcomes are written every ``FLUSH_EVERY`` sends, so a worker killed mid-batch leaves at most
-that many sent-but-unrecorded deliveries to be sent again.
+Outcomes are written at least every ``FLUSH_SECONDS`` (and every ``FLUSH_EVERY`` sends), so a
+worker killed mid-batch leaves only the sends of that last moment unrecorded, to be sent again;
+a fast batch (in-app, concurrent HTTP) is still recorded in one write.
 """
 import logging
+import time
 import uuid
 
 from django.db.models import F, Q
@@ -20,7 +22,8 @@ from notifyhub.messaging.services.events import events_record
 from notifyhub.messaging.services.outcomes import messages_rollup, outcomes_record
 
 logger = logging.getLogger(__name__)
-FLUSH_EVERY = 20
+FLUSH_EVERY = 200
+FLUSH_SECONDS = 0.5
 
 
 def deliveries_claim(*, delivery_ids) -> list[Delivery]:
@@ -74,15 +77,21 @@ def _send_group(channel: str, deliveries: list[Delivery]) -> None:
         return
     config_id = config.pk if config else None
     pending: dict = {}
+    flushed_at = time.monotonic()
     try:
         with backend:
             for message, outcome in backend.send_many(_outbound(d) for d in deliveries):
                 pending[message.delivery_id] = outcome
-                if len(pending) >= FLUSH_EVERY:
+                if len(pending) >= FLUSH_EVERY or time.monotonic() - flushed_at >= FLUSH_SECONDS:
                     _flush(pending, by_id, config_id)
+                    flushed_at = time.monotonic()
     except ChannelConfigurationError as exc:
         logger.error("Channel %s misconfigured: %s", config, exc)
         error = TransientChannelError(str(exc), code="configuration_error")
+        pending.update({key: error for key in by_id if key not in pending})
+    except Exception as exc:  # a backend bug must not strand the batch in "sending"
+        logger.exception("Backend %s failed unexpectedly", backend.name)
+        error = TransientChannelError(f"{exc.__class__.__name__}: {exc}", code="backend_error")
         pending.update({key: error for key in by_id if key not in pending})
     finally:
         if pending:

@@ -33,9 +33,14 @@ def due_release() -> dict:
         Delivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
         .order_by("next_attempt_at").values_list("pk", "channel")[:RELEASE_LIMIT]
     )
-    released = Delivery.objects.filter(pk__in=[pk for pk, _ in due], status=DeliveryStatus.PENDING).update(
-        status=DeliveryStatus.QUEUED, updated_at=now)
-    deliveries_enqueue(deliveries=((channel, pk) for pk, channel in due))
+    due_ids = list(
+        Delivery.objects.select_for_update(skip_locked=True)
+        .filter(pk__in=[pk for pk, _ in due], status=DeliveryStatus.PENDING).values_list("pk", flat=True)
+    )
+    released = Delivery.objects.filter(pk__in=due_ids).update(status=DeliveryStatus.QUEUED, updated_at=now)
+    events_record(changes=((pk, DeliveryStatus.QUEUED, "due: released for the next attempt") for pk in due_ids))
+    channels = dict(due)
+    deliveries_enqueue(deliveries=((channels[pk], pk) for pk in due_ids))
     return {"messages": started, "deliveries": released}
 
 
@@ -90,7 +95,8 @@ def message_cancel(*, message: Message) -> int:
         pk__in=open_ids, status__in=[DeliveryStatus.PENDING, DeliveryStatus.QUEUED]
     ).update(status=DeliveryStatus.CANCELLED, reason="cancelled", updated_at=now)
     events_record(changes=((pk, DeliveryStatus.CANCELLED, "cancelled by request") for pk in open_ids))
-    if message.status in (MessageStatus.SCHEDULED, MessageStatus.ACCEPTED):
+    if message.status in (MessageStatus.SCHEDULED, MessageStatus.ACCEPTED) or message.chunks_pending:
+        # Chunks not yet dispatched see the cancelled message and create nothing.
         Message.objects.filter(pk=message.pk).update(status=MessageStatus.CANCELLED, completed_at=now, updated_at=now)
     else:
         messages_rollup(message_ids=[message.pk])

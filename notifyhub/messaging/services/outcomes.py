@@ -40,7 +40,7 @@ def retry_delay(*, attempt: int, retry_after: float | None = None) -> float:
 def outcomes_record(*, deliveries: Sequence[Delivery], outcomes: dict, config_id: int | None) -> None:
     """Apply ``{delivery_id: SendResult | ChannelError}`` to claimed deliveries, in bulk."""
     now = timezone.now()
-    changes, retry_soon, retry_later = [], [], []
+    changes, retry_soon = [], []
     for delivery in deliveries:
         outcome = outcomes[delivery.id]
         delivery.channel_config_id = config_id
@@ -53,7 +53,7 @@ def outcomes_record(*, deliveries: Sequence[Delivery], outcomes: dict, config_id
             changes.append((delivery.id, DeliveryStatus.SENT, f"attempt {delivery.attempts}: sent "
                             f"{outcome.provider_message_id} {outcome.detail}".strip()))
             continue
-        _record_error(delivery, outcome, now, changes, retry_soon, retry_later)
+        _record_error(delivery, outcome, now, changes, retry_soon)
     Delivery.objects.bulk_update(deliveries, OUTCOME_FIELDS)
     events_record(changes=changes)
     if retry_soon:
@@ -62,7 +62,7 @@ def outcomes_record(*, deliveries: Sequence[Delivery], outcomes: dict, config_id
             deliveries_enqueue(deliveries=[(delivery.channel, delivery.id)], countdown=delay)
 
 
-def _record_error(delivery, error: ChannelError, now, changes, retry_soon, retry_later) -> None:
+def _record_error(delivery, error: ChannelError, now, changes, retry_soon) -> None:
     delivery.detail = getattr(error, "detail", str(error))
     transient = isinstance(error, TransientChannelError)
     if transient and delivery.attempts < settings.NOTIFYHUB_MAX_ATTEMPTS:
@@ -71,8 +71,8 @@ def _record_error(delivery, error: ChannelError, now, changes, retry_soon, retry
         delivery.next_attempt_at = now + timedelta(seconds=delay)
         changes.append((delivery.id, DeliveryStatus.PENDING,
                         f"attempt {delivery.attempts} failed, retry in {delay:.1f}s: {delivery.detail}"))
-        (retry_soon if delay <= settings.NOTIFYHUB_RETRY_COUNTDOWN_MAX_SECONDS else retry_later).append(
-            (delivery, delay))
+        if delay <= settings.NOTIFYHUB_RETRY_COUNTDOWN_MAX_SECONDS:
+            retry_soon.append((delivery, delay))  # longer waits are left to the due-time dispatcher
         return
     delivery.status = DeliveryStatus.FAILED
     delivery.reason = "max_attempts" if transient else (error.code or "permanent_error")
@@ -97,24 +97,36 @@ def message_status_from(counts: Counter) -> str:
 
 
 def messages_rollup(*, message_ids: Iterable) -> None:
-    """Recompute the status of these messages from their deliveries (two queries in all)."""
+    """Recompute the status of these messages from their deliveries.
+
+    A message with open deliveries is simply ``processing``: that is found through a small
+    partial index, so a batch of a 100,000-delivery broadcast does not count the whole
+    broadcast. Only messages with nothing open get their deliveries counted.
+    """
     message_ids = set(message_ids)
     if not message_ids:
         return
-    counts: dict = defaultdict(Counter)
-    rows = Delivery.objects.filter(message_id__in=message_ids).values_list("message_id", "status")
     from django.db.models import Count
 
-    for message_id, status, n in rows.annotate(n=Count("id")).order_by():
-        counts[message_id][status] = n
+    still_open = set(
+        Delivery.objects.filter(message_id__in=message_ids, status__in=OPEN_DELIVERY_STATUSES)
+        .values_list("message_id", flat=True).distinct()
+    )
+    counts: dict = defaultdict(Counter)
+    finished = message_ids - still_open
+    if finished:
+        rows = Delivery.objects.filter(message_id__in=finished).values_list("message_id", "status")
+        for message_id, status, n in rows.annotate(n=Count("id")).order_by():
+            counts[message_id][status] = n
     now = timezone.now()
     changed = []
     for message in Message.objects.filter(pk__in=message_ids).exclude(
         status__in=[MessageStatus.SCHEDULED, MessageStatus.CANCELLED, MessageStatus.ACCEPTED]
-    ):
-        status = message_status_from(counts[message.pk])
-        if message.chunks_pending and status != MessageStatus.PROCESSING:
+    ).only("id", "status", "chunks_pending", "completed_at"):
+        if message.pk in still_open or message.chunks_pending:
             status = MessageStatus.PROCESSING
+        else:
+            status = message_status_from(counts[message.pk])
         if status != message.status:
             message.status = status
             message.completed_at = None if status == MessageStatus.PROCESSING else now
