@@ -46,3 +46,11 @@ def test_readyz_names_what_is_down(client, settings):
     assert response.status_code == 503
     assert response.json()["checks"]["broker"].startswith("down")
     assert response.json()["checks"]["database"] == "ok"
+
+
+def test_schema_generation_reads_no_database(django_assert_num_queries):
+    """`manage.py spectacular` must work before migrations (CI, docs builds)."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    with django_assert_num_queries(0):
+        SchemaGenerator().get_schema(request=None, public=True)

@@ -1,4 +1,6 @@
 """Recipients, their contact points and preferences."""
+from functools import cached_property
+
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -115,7 +117,7 @@ class PreferenceSerializer(serializers.Serializer):
     def validate_category(self, value):
         if value is None:
             return None
-        category = self.context.get("categories", {}).get(value)
+        category = self.root.categories.get(value)
         if category is None:
             raise serializers.ValidationError(f"Unknown category {value!r}.")
         return category
@@ -131,9 +133,10 @@ class PreferencesSerializer(serializers.Serializer):
     class Meta:
         ref_name = "Preferences"
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.context.setdefault("categories", Category.objects.in_bulk(field_name="key"))
+    @cached_property
+    def categories(self) -> dict[str, Category]:
+        """Every category by key, loaded once per request when a preference names one."""
+        return Category.objects.in_bulk(field_name="key")
 
     def to_inputs(self) -> list[PreferenceInput]:
         return [PreferenceInput(category=p["category"], channel=p["channel"] or "", enabled=p["enabled"])
