@@ -1,7 +1,7 @@
 """Encryption at rest for provider secrets (Fernet, keys from ``NOTIFYHUB_SECRETS_KEY``).
 
 Several comma-separated keys may be given: the first encrypts, all decrypt, so keys can be
-rotated (``manage.py rotate_channel_secrets`` re-encrypts with the first).
+rotated: ``rotate()`` re-encrypts a token with the first key (docs/maintenance.md shows how).
 """
 import json
 from functools import cache
