@@ -18,6 +18,7 @@ from notifyhub.messaging.models import Delivery, DeliveryStatus, Message, Messag
 from notifyhub.messaging.queueing import deliveries_enqueue, dispatch_enqueue
 from notifyhub.messaging.rendering import RenderError, content_for, recipient_context, render_parts
 from notifyhub.messaging.services.events import events_record
+from notifyhub.messaging.services.outcomes import messages_rollup
 from preferences.models import Recipient
 from preferences.selectors import contact_points_by_recipient, preference_decide, preferences_by_recipient
 
@@ -110,7 +111,7 @@ def _address(plan: DeliveryPlan, contacts: dict) -> bool:
 def deliveries_create(*, message: Message, plans: Sequence[DeliveryPlan]) -> list[Delivery]:
     """Write the planned deliveries (skipping any that exist) and enqueue the queued ones."""
     existing = set(
-        Delivery.objects.filter(message=message, recipient__in=[p.recipient for p in plans])
+        Delivery.objects.filter(message=message, recipient__in={p.recipient.pk for p in plans})
         .values_list("recipient_id", "channel")
     )
     now = timezone.now()
@@ -129,8 +130,6 @@ def deliveries_create(*, message: Message, plans: Sequence[DeliveryPlan]) -> lis
 def message_dispatch_inline(*, message: Message, recipients: Sequence[Recipient]) -> list[Delivery]:
     """Dispatch a small message inside the accepting transaction, so the answer lists deliveries."""
     rows = deliveries_create(message=message, plans=deliveries_plan(message=message, recipients=recipients))
-    from notifyhub.messaging.services.outcomes import messages_rollup
-
     messages_rollup(message_ids=[message.pk])
     return rows
 
@@ -169,7 +168,5 @@ def message_dispatch_chunk(*, message_id, first_id: int, last_id: int) -> int:
     if rows or not plans:  # a repeated run of this chunk creates nothing and counts nothing
         Message.objects.filter(pk=message.pk, chunks_pending__gt=0).update(
             chunks_pending=F("chunks_pending") - 1)
-    from notifyhub.messaging.services.outcomes import messages_rollup
-
     messages_rollup(message_ids=[message.pk])
     return len(rows)
