@@ -45,3 +45,14 @@ class InvalidAddressError(PermanentChannelError, ValueError):
 
 class ChannelConfigurationError(Exception):
     """The provider account is misconfigured (unknown backend, missing option, bad key)."""
+
+
+class DeadAddressError(InvalidAddressError):
+    """The address is gone for good (unregistered device token, expired push subscription,
+    unfollowed WeChat user). The hub deactivates the contact point so it is not used again."""
+
+
+class AccountError(PermanentChannelError):
+    """The provider account cannot send at all (bad credentials, quota exhausted, sender
+    disabled). The delivery fails on this account but may go out through another one, and
+    the account's circuit breaker opens."""

@@ -1,11 +1,14 @@
 """Which backend class serves which name.
 
-Built-in backends are listed here; third-party ones register through the Python entry point
-group ``notifyhub.channels`` (``name = "package.module:BackendClass"``), so a new provider is
-one installed module and no edit in notifyhub. Unknown names raise
+Built-in backends are found, not listed: every ``ChannelBackend`` subclass with a ``name``
+defined in a module of ``channels_app.backends`` is registered, so a new provider is one new
+module and no edit elsewhere. Third-party ones register through the Python entry point group
+``notifyhub.channels`` (``name = "package.module:BackendClass"``). Unknown names raise
 ``ChannelConfigurationError`` naming the backend.
 """
+import inspect
 import logging
+import pkgutil
 from functools import cache
 from importlib import import_module
 from importlib.metadata import entry_points
@@ -17,17 +20,20 @@ logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "notifyhub.channels"
 
-BUILTIN_BACKENDS = {
-    "console": "channels_app.backends.console:ConsoleEmailBackend",
-    "smtp": "channels_app.backends.email:SmtpBackend",
-    "inapp": "channels_app.backends.inapp:InAppBackend",
-    "webhook": "channels_app.backends.webhook:WebhookBackend",
-}
+BUILTIN_PACKAGE = "channels_app.backends"
 
 
-def _load(path: str) -> type[ChannelBackend]:
-    module_name, _, attr = path.partition(":")
-    return getattr(import_module(module_name), attr)
+def builtin_backends() -> dict[str, type[ChannelBackend]]:
+    """Concrete backends defined in the modules of ``channels_app.backends``."""
+    package = import_module(BUILTIN_PACKAGE)
+    found = {}
+    for info in pkgutil.iter_modules(package.__path__):
+        module = import_module(f"{BUILTIN_PACKAGE}.{info.name}")
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if (issubclass(cls, ChannelBackend) and cls.__module__ == module.__name__
+                    and isinstance(cls.__dict__.get("name"), str)):
+                found[cls.name] = cls
+    return found
 
 
 #: Why each broken plugin could not be loaded, filled by ``all_backends()``.
@@ -41,7 +47,7 @@ def all_backends() -> dict[str, type[ChannelBackend]]:
     for it by name with :func:`backend_class` says why."""
     from channels_app.backends.anymail import anymail_backends
 
-    backends = {name: _load(path) for name, path in BUILTIN_BACKENDS.items()}
+    backends = builtin_backends()
     backends.update({cls.name: cls for cls in anymail_backends()})
     _broken_plugins.clear()
     for entry_point in entry_points(group=ENTRY_POINT_GROUP):

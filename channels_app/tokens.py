@@ -1,0 +1,61 @@
+"""Provider access tokens shared by every worker process through the cache (Redis).
+
+WeChat and FCM hand out short-lived access tokens, and WeChat invalidates the previous token
+whenever a new one is fetched, so every process must use the same one. :func:`access_token`
+returns the cached token, or fetches one under a cache lock so that only one process calls
+the token endpoint while the others wait for its result. A provider that reports the token
+expired earlier than announced calls :func:`access_token_invalidate` and the next caller
+fetches a fresh one.
+"""
+import time
+from collections.abc import Callable
+
+from django.core.cache import cache
+
+from channels_app.errors import TransientChannelError
+
+LOCK_SECONDS = 30
+WAIT_STEP = 0.05
+
+
+def _key(name: str) -> str:
+    return f"notifyhub:token:{name}"
+
+
+def access_token(name: str, fetch: Callable[[], tuple[str, float]], *, margin: float = 300) -> str:
+    """The cached token ``name``; ``fetch()`` returns ``(token, lifetime_seconds)``.
+
+    The token is kept for ``lifetime - margin`` seconds (at least half its lifetime), so it is
+    refreshed before it expires.
+    """
+    key = _key(name)
+    token = cache.get(key)
+    if token:
+        return token
+    lock = f"{key}:lock"
+    deadline = time.monotonic() + LOCK_SECONDS
+    while not cache.add(lock, 1, timeout=LOCK_SECONDS):
+        time.sleep(WAIT_STEP)
+        token = cache.get(key)
+        if token:
+            return token
+        if time.monotonic() > deadline:
+            raise TransientChannelError(f"Timed out waiting for access token {name}", code="token_lock")
+    try:
+        token = cache.get(key)  # another process may have stored it between get and add
+        if token:
+            return token
+        token, lifetime = fetch()
+        keep = max(lifetime - margin, lifetime / 2)
+        if keep > 0:
+            cache.set(key, token, timeout=keep)
+        return token
+    finally:
+        cache.delete(lock)
+
+
+def access_token_invalidate(name: str, token: str) -> None:
+    """Forget ``token`` if it is still the cached one (a newer one is left alone)."""
+    key = _key(name)
+    if cache.get(key) == token:
+        cache.delete(key)
