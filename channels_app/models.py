@@ -2,6 +2,7 @@
 import uuid
 
 from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from django.db import models
 from rest_framework.exceptions import ValidationError as DRFValidationError
 
@@ -9,6 +10,11 @@ from channels_app import crypto
 from channels_app.errors import ChannelConfigurationError
 from channels_app.kinds import ChannelKind
 from channels_app.registry import backend_class
+
+rate_validator = RegexValidator(
+    r"^(0|none|[1-9][0-9]*/[1-9]?[0-9]*[smhd])$",
+    'A rate such as "10/s", "20/m", "1000/h", "5/10s"; "0" or "none" for unlimited.',
+)
 
 
 class ChannelConfig(models.Model):
@@ -21,6 +27,17 @@ class ChannelConfig(models.Model):
     secrets_encrypted = models.TextField(blank=True, default="", editable=False)
     enabled = models.BooleanField(default=True)
     priority = models.IntegerField(default=100, help_text="Lower numbers are tried first.")
+    weight = models.PositiveIntegerField(
+        default=1, help_text="Accounts of equal priority share traffic in proportion to their weights.")
+    rate_limit = models.CharField(
+        max_length=20, blank=True, validators=[rate_validator],
+        help_text='Sends allowed per period across all workers, e.g. "10/s", "20/m". '
+                  'Blank: the provider\'s default; "0" or "none": unlimited.',
+    )
+    failure_threshold = models.PositiveIntegerField(
+        default=5, help_text="Consecutive transient failures that open the circuit breaker.")
+    open_seconds = models.PositiveIntegerField(
+        default=60, help_text="How long an open breaker keeps traffic away before one probe is tried.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "notifyhub.channels"
 
 BUILTIN_PACKAGE = "channels_app.backends"
+#: Why each broken plugin could not be loaded, filled by ``all_backends()``.
+_broken_plugins: dict[str, str] = {}
 
 
 def builtin_backends() -> dict[str, type[ChannelBackend]]:
@@ -28,7 +30,12 @@ def builtin_backends() -> dict[str, type[ChannelBackend]]:
     package = import_module(BUILTIN_PACKAGE)
     found = {}
     for info in pkgutil.iter_modules(package.__path__):
-        module = import_module(f"{BUILTIN_PACKAGE}.{info.name}")
+        try:
+            module = import_module(f"{BUILTIN_PACKAGE}.{info.name}")
+        except Exception as exc:  # a missing optional library must not take every channel down
+            _broken_plugins[info.name] = f"cannot import {BUILTIN_PACKAGE}.{info.name}: {exc!r}"
+            logger.error("Built-in channel backend module %s: %r", info.name, exc)
+            continue
         for _, cls in inspect.getmembers(module, inspect.isclass):
             if (issubclass(cls, ChannelBackend) and cls.__module__ == module.__name__
                     and isinstance(cls.__dict__.get("name"), str)):
@@ -36,8 +43,6 @@ def builtin_backends() -> dict[str, type[ChannelBackend]]:
     return found
 
 
-#: Why each broken plugin could not be loaded, filled by ``all_backends()``.
-_broken_plugins: dict[str, str] = {}
 
 
 @cache
@@ -47,9 +52,9 @@ def all_backends() -> dict[str, type[ChannelBackend]]:
     for it by name with :func:`backend_class` says why."""
     from channels_app.backends.anymail import anymail_backends
 
+    _broken_plugins.clear()
     backends = builtin_backends()
     backends.update({cls.name: cls for cls in anymail_backends()})
-    _broken_plugins.clear()
     for entry_point in entry_points(group=ENTRY_POINT_GROUP):
         try:
             cls = entry_point.load()

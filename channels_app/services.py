@@ -21,7 +21,17 @@ def channel_backend_build(*, kind: str, config: ChannelConfig | None) -> Channel
         options = config.validated_options()
     except ValidationError as exc:
         raise ChannelConfigurationError(f"{config.name}: {exc.messages}") from None
-    return config.backend_class(options=options, account=config.name)
+    return config.backend_class(options=options, account=config.name, callback_url=channel_callback_url(config))
+
+
+def channel_callback_url(config: ChannelConfig) -> str:
+    """Where the provider should report on this account's messages ("" without a public URL)."""
+    from django.conf import settings
+    from django.urls import reverse
+
+    if not settings.NOTIFYHUB_PUBLIC_URL:
+        return ""
+    return settings.NOTIFYHUB_PUBLIC_URL + reverse("channel-callback", args=[config.name])
 
 
 def channel_config_save(*, config: ChannelConfig, secrets: dict | None = None) -> ChannelConfig:

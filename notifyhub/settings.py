@@ -5,6 +5,7 @@ file-system Celery broker, no server processes needed. ``DATABASE_URL`` switches
 to PostgreSQL and ``REDIS_URL`` (or ``CELERY_BROKER_URL``) to Redis. Every
 variable is documented in ``.env.example``.
 """
+import os
 from pathlib import Path
 
 import environ
@@ -106,7 +107,10 @@ REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # Embedded: a file cache shared by the processes of this host (web, worker, beat), so
+    # provider access tokens are still fetched once.
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                          "LOCATION": str(VAR_DIR / "cache")}}
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
@@ -161,6 +165,16 @@ NOTIFYHUB_MAX_BODY_BYTES = env.int("NOTIFYHUB_MAX_BODY_BYTES", default=512 * 102
 NOTIFYHUB_HTTP_TIMEOUT_SECONDS = env.float("NOTIFYHUB_HTTP_TIMEOUT_SECONDS", default=10.0)
 NOTIFYHUB_HTTP_CONCURRENCY = env.int("NOTIFYHUB_HTTP_CONCURRENCY", default=16)
 # Outgoing URLs (webhooks, providers) may not point into private networks unless allowed here.
+#: The public base URL of this hub (e.g. https://notify.example.com): provider callbacks are
+#: addressed to it. Blank: callbacks are not requested from providers.
+NOTIFYHUB_PUBLIC_URL = env.str("NOTIFYHUB_PUBLIC_URL", default="").rstrip("/")
+
+# Anymail tracking webhooks (mounted at /hooks/anymail/): WEBHOOK_SECRET is HTTP Basic
+# "user:password" that each ESP's webhook URL must carry; every other ANYMAIL_* variable
+# passes through, e.g. ANYMAIL_MAILGUN_WEBHOOK_SIGNING_KEY -> ANYMAIL["MAILGUN_WEBHOOK_SIGNING_KEY"].
+ANYMAIL = {key.removeprefix("ANYMAIL_"): value for key, value in os.environ.items()
+           if key.startswith("ANYMAIL_") and value}
+
 NOTIFYHUB_OUTBOUND_ALLOW_PRIVATE = env.bool("NOTIFYHUB_OUTBOUND_ALLOW_PRIVATE", default=False)
 NOTIFYHUB_OUTBOUND_ALLOWED_HOSTS = env.list("NOTIFYHUB_OUTBOUND_ALLOWED_HOSTS", default=[])
 DATA_UPLOAD_MAX_MEMORY_SIZE = NOTIFYHUB_MAX_BODY_BYTES

@@ -10,6 +10,8 @@ class Recipient(models.Model):
     name = models.CharField(max_length=255, blank=True)
     locale = models.CharField(max_length=35, blank=True, help_text="BCP 47 tag, e.g. zh-CN.")
     timezone = models.CharField(max_length=64, blank=True, help_text="IANA name, e.g. Asia/Shanghai.")
+    quiet_start = models.TimeField(null=True, blank=True, help_text="Quiet hours start, local time (e.g. 22:00).")
+    quiet_end = models.TimeField(null=True, blank=True, help_text="Quiet hours end, local time (e.g. 08:00).")
     data = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -28,7 +30,12 @@ class ContactPoint(models.Model):
     recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="contact_points")
     kind = models.CharField(max_length=20, choices=ChannelKind.choices)
     address = models.CharField(max_length=2000)
-    label = models.CharField(max_length=100, blank=True, help_text="App id, device name...")
+    app = models.CharField(
+        max_length=100, blank=True,
+        help_text="Which app the address belongs to: fcm, apns or webpush for push tokens, the WeChat "
+                  "appid for openids, the account name for chat. Blank: any account of the kind.",
+    )
+    label = models.CharField(max_length=100, blank=True, help_text="Device name or other note.")
     active = models.BooleanField(default=True)
     deactivated_reason = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -44,6 +51,17 @@ class ContactPoint(models.Model):
         return f"{self.kind}: {self.address}"
 
 
+class QuietHoursPolicy(models.TextChoices):
+    DEFER = "defer", "Defer until quiet hours end"
+    DROP = "drop", "Drop (skipped/quiet_hours)"
+    IGNORE = "ignore", "Ignore quiet hours"
+
+
+class OverCapPolicy(models.TextChoices):
+    SKIP = "skip", "Skip (skipped/frequency_capped)"
+    DEFER = "defer", "Defer until the cap allows"
+
+
 class Category(models.Model):
     """What a message is about; recipients opt in or out per category."""
 
@@ -57,6 +75,19 @@ class Category(models.Model):
         default=dict, blank=True,
         help_text='Default per channel kind when the recipient said nothing, e.g. {"sms": false}. '
                   "Kinds not listed default to on.",
+    )
+    quiet_hours = models.CharField(
+        max_length=10, choices=QuietHoursPolicy.choices, default=QuietHoursPolicy.DEFER,
+        help_text="What happens to a delivery inside the recipient's quiet hours (critical: always sent).",
+    )
+    frequency_caps = models.JSONField(
+        default=list, blank=True,
+        help_text='At most "limit" deliveries per recipient per "period" seconds, per channel kind '
+                  '("*" = each kind), e.g. [{"channel": "sms", "limit": 3, "period": 86400}].',
+    )
+    over_cap = models.CharField(
+        max_length=10, choices=OverCapPolicy.choices, default=OverCapPolicy.SKIP,
+        help_text="What happens to a delivery over a frequency cap.",
     )
 
     class Meta:

@@ -44,13 +44,13 @@ def preferences_by_recipient(*, recipient_ids: Iterable[int]) -> dict[int, list[
 
 
 def contact_points_by_recipient(*, recipient_ids: Iterable[int]) -> dict[int, dict[str, ContactPoint]]:
-    """Each recipient's best contact point per kind (active first, then oldest), in one query.
+    """Each recipient's best contact point per kind (active first, then newest), in one query.
 
     An inactive (suppressed or dead) point is returned only when no active one exists, so the
     caller can tell "suppressed" from "no address".
     """
     best: dict[int, dict[str, ContactPoint]] = defaultdict(dict)
-    points = ContactPoint.objects.filter(recipient_id__in=list(recipient_ids)).order_by("-active", "id")
+    points = ContactPoint.objects.filter(recipient_id__in=list(recipient_ids)).order_by("-active", "-id")
     for point in points:
         best[point.recipient_id].setdefault(point.kind, point)
     return best

@@ -104,3 +104,31 @@ def preferences_replace(*, recipient: Recipient, preferences: Sequence[Preferenc
         [Preference(recipient=recipient, category=p.category, channel=p.channel, enabled=p.enabled)
          for p in unique.values()]
     )
+
+
+def contact_point_deactivate(*, kind: str, address: str, reason: str, recipient_id: int | None = None) -> int:
+    """Stop using an address: a hard bounce, a spam complaint, an unregistered device token.
+
+    Without ``recipient_id`` every recipient's point with that address goes (a bounced mailbox
+    is bad for everyone who shares it). Operators reverse it in the admin ("reactivate").
+    """
+    points = ContactPoint.objects.filter(kind=kind, address=address, active=True)
+    if recipient_id is not None:
+        points = points.filter(recipient_id=recipient_id)
+    return points.update(active=False, deactivated_reason=reason[:200])
+
+
+def contact_point_add(*, recipient: Recipient, kind: str, address: str, app: str = "", label: str = "") -> ContactPoint:
+    """Add (or reactivate and update) one address, e.g. a new device token, keeping the others."""
+    point, created = ContactPoint.objects.get_or_create(
+        recipient=recipient, kind=kind, address=address,
+        defaults={"app": app, "label": label},
+    )
+    if not created:
+        point.app, point.label, point.active, point.deactivated_reason = app, label, True, ""
+        point.save(update_fields=["app", "label", "active", "deactivated_reason"])
+    return point
+
+
+def contact_point_remove(*, point: ContactPoint) -> None:
+    point.delete()

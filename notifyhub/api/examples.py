@@ -70,3 +70,12 @@ CHANNEL = {"name": "smtp-main", "kind": "email", "backend": "smtp",
            "options": {"host": "smtp.example.com", "port": 587, "security": "starttls",
                        "username": "notifyhub", "from_email": "noreply@example.com"},
            "secrets": {"password": "s3cret"}, "enabled": True, "priority": 10}
+
+CONTACT_POINT_FCM = {"kind": "push", "app": "fcm", "address": "dGVzdC1mY20tdG9rZW4:APA91bH...", "label": "Pixel 8"}
+CONTACT_POINT_WEBPUSH = {
+    "kind": "push", "app": "webpush", "label": "Firefox",
+    "address": '{"endpoint": "https://updates.push.services.mozilla.com/wpush/v2/gAAA...", '
+               '"keys": {"p256dh": "BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUbVlUls0VJXg7A8u-Ts1Xbjha'
+               'zAkj7I99e8QcYP7DkM", '
+               '"auth": "tBHItJI5svbpez7KI4CCXg"}}',
+}

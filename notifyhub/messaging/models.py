@@ -26,13 +26,48 @@ class DeliveryStatus(models.TextChoices):
     SENDING = "sending", "Sending"
     SENT = "sent", "Sent"
     DELIVERED = "delivered", "Delivered"
+    BOUNCED = "bounced", "Bounced"
+    COMPLAINED = "complained", "Complained (marked as spam)"
     FAILED = "failed", "Failed"
     SKIPPED = "skipped", "Skipped"
     CANCELLED = "cancelled", "Cancelled"
 
 
 OPEN_DELIVERY_STATUSES = frozenset({DeliveryStatus.PENDING, DeliveryStatus.QUEUED, DeliveryStatus.SENDING})
-SUCCESS_DELIVERY_STATUSES = frozenset({DeliveryStatus.SENT, DeliveryStatus.DELIVERED})
+SUCCESS_DELIVERY_STATUSES = frozenset({DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.COMPLAINED})
+#: How far each state is along the line; a provider report only ever moves a delivery forward.
+DELIVERY_PROGRESS = {
+    DeliveryStatus.PENDING: 0, DeliveryStatus.QUEUED: 1, DeliveryStatus.SENDING: 2, DeliveryStatus.SENT: 3,
+    DeliveryStatus.DELIVERED: 4, DeliveryStatus.FAILED: 5, DeliveryStatus.BOUNCED: 5,
+    DeliveryStatus.COMPLAINED: 6, DeliveryStatus.SKIPPED: 9, DeliveryStatus.CANCELLED: 9,
+}
+
+
+class EventKind(models.TextChoices):
+    """A timeline entry: a state the delivery entered, or engagement that changes no state."""
+
+    PENDING = "pending", "Pending"
+    QUEUED = "queued", "Queued"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    DELIVERED = "delivered", "Delivered"
+    BOUNCED = "bounced", "Bounced"
+    COMPLAINED = "complained", "Complained"
+    FAILED = "failed", "Failed"
+    SKIPPED = "skipped", "Skipped"
+    CANCELLED = "cancelled", "Cancelled"
+    OPENED = "opened", "Opened"
+    CLICKED = "clicked", "Clicked"
+
+
+class MessagePriority(models.TextChoices):
+    NORMAL = "normal", "Normal (bulk lane unless the category is critical)"
+    HIGH = "high", "High (transactional lane)"
+
+
+class RoutingMode(models.TextChoices):
+    ALL = "all", "Every allowed channel"
+    FALLBACK = "fallback", "Fallback chain: the next channel only when the previous cannot deliver"
 
 template_key_validator = RegexValidator(
     r"^[a-z0-9][a-z0-9_.-]*$", "Use lower-case letters, digits, dots, dashes and underscores."
@@ -56,6 +91,19 @@ class Template(models.Model):
         help_text='Per locale, content overriding the default, e.g. {"zh-CN": {"email": {...}}}.',
     )
     sample_context = models.JSONField(default=dict, blank=True, help_text="Context used for the admin preview.")
+    routing = models.CharField(max_length=10, choices=RoutingMode.choices, default=RoutingMode.ALL)
+    fallback_chain = models.JSONField(
+        default=list, blank=True,
+        help_text='For routing "fallback": channel kinds in order, e.g. ["push", "sms", "email"].',
+    )
+    fallback_timeout_seconds = models.PositiveIntegerField(
+        default=0, help_text="Fall back when a channel that reports delivery has not reported it within this "
+                             "many seconds after sending (0: only on failure).",
+    )
+    dedup_window_seconds = models.PositiveIntegerField(
+        default=0, help_text="The same content to the same recipient and channel within this window is "
+                             "skipped as a duplicate (0: no deduplication).",
+    )
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -68,6 +116,8 @@ class Template(models.Model):
 
     @property
     def channels(self) -> list[str]:
+        if self.routing == RoutingMode.FALLBACK and self.fallback_chain:
+            return [kind for kind in self.fallback_chain if kind in (self.content or {})]
         return [kind for kind in ChannelKind.values if kind in (self.content or {})]
 
 
@@ -83,6 +133,7 @@ class Message(models.Model):
     idempotency_key = models.CharField(max_length=255, blank=True)
     channels = models.JSONField(default=list, blank=True, help_text="Requested kinds; empty means the template's.")
     send_at = models.DateTimeField(null=True, blank=True)
+    priority = models.CharField(max_length=10, choices=MessagePriority.choices, default=MessagePriority.NORMAL)
     status = models.CharField(max_length=20, choices=MessageStatus.choices, default=MessageStatus.ACCEPTED)
     recipient_count = models.PositiveIntegerField(default=0)
     chunks_pending = models.PositiveIntegerField(default=0, help_text="Dispatch chunks not yet done.")
@@ -122,6 +173,14 @@ class Delivery(models.Model):
     recipient = models.ForeignKey("preferences.Recipient", on_delete=models.CASCADE, related_name="deliveries")
     channel = models.CharField(max_length=20, choices=ChannelKind.choices)
     address = models.CharField(max_length=2000, blank=True)
+    app = models.CharField(max_length=100, blank=True, help_text="The contact point's app (push platform, appid).")
+    lane = models.CharField(max_length=20, default="bulk", help_text="Queue lane: transactional or bulk.")
+    fallback_from = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        help_text="The delivery on the previous channel of the fallback chain that could not deliver.",
+    )
+    fallback_at = models.DateTimeField(
+        null=True, blank=True, help_text="If still not delivered then, fall back to the next channel.")
     channel_config = models.ForeignKey(
         "channels_app.ChannelConfig", on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
         help_text="The provider account used.",
@@ -166,11 +225,17 @@ class DeliveryEvent(models.Model):
 
     delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="events")
     at = models.DateTimeField(default=timezone.now)
-    status = models.CharField(max_length=20, choices=DeliveryStatus.choices)
+    status = models.CharField(max_length=20, choices=EventKind.choices)
     detail = models.TextField(blank=True)
+    external_id = models.CharField(
+        max_length=255, blank=True, help_text="The provider's event id; a report is applied once.")
 
     class Meta:
         ordering = ("at", "id")
+        constraints = [
+            models.UniqueConstraint(fields=("external_id",), condition=~Q(external_id=""),
+                                    name="delivery_event_external_unique"),
+        ]
 
     def __str__(self):
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.status}"

@@ -1,8 +1,10 @@
 """Putting work on the broker, always after the transaction that wrote it commits.
 
 Tasks are sent by name, so services need not import the task module. Delivery ids travel in
-batches of ``NOTIFYHUB_DELIVER_BATCH_SIZE`` on the queue of their channel kind
-(``deliver.email``, ``deliver.webhook``...), so a slow provider never starves another kind.
+batches of ``NOTIFYHUB_DELIVER_BATCH_SIZE`` on the queue of their channel kind and lane:
+``deliver.<kind>`` for bulk traffic, ``deliver.<kind>.tx`` for transactional traffic (critical
+categories, high priority). A slow provider never starves another kind, and a large broadcast
+never sits in front of a one-time password.
 """
 from collections import defaultdict
 from collections.abc import Iterable
@@ -16,24 +18,34 @@ DISPATCH_QUEUE = "dispatch"
 MAINTENANCE_QUEUE = "maintenance"
 
 
-def deliver_queue(channel: str) -> str:
-    return f"deliver.{channel}"
+TRANSACTIONAL = "transactional"
+BULK = "bulk"
+LANES = (TRANSACTIONAL, BULK)
+
+
+def deliver_queue(channel: str, lane: str = BULK) -> str:
+    return f"deliver.{channel}.tx" if lane == TRANSACTIONAL else f"deliver.{channel}"
+
+
+def all_queues(kinds) -> list[str]:
+    """Every queue a worker serving all lanes of ``kinds`` reads."""
+    return [deliver_queue(kind, lane) for kind in kinds for lane in LANES]
 
 
 def _send(name: str, args: list, queue: str, countdown: float | None = None) -> None:
     current_app.send_task(name, args=args, queue=queue, countdown=countdown)
 
 
-def deliveries_enqueue(*, deliveries: Iterable[tuple[str, object]], countdown: float | None = None) -> None:
-    """Enqueue ``(channel, delivery_id)`` pairs in per-kind batches once the transaction commits."""
-    by_channel: dict[str, list[str]] = defaultdict(list)
-    for channel, delivery_id in deliveries:
-        by_channel[channel].append(str(delivery_id))
+def deliveries_enqueue(*, deliveries: Iterable[tuple[str, str, object]], countdown: float | None = None) -> None:
+    """Enqueue ``(channel, lane, delivery_id)`` in per-queue batches once the transaction commits."""
+    by_queue: dict[str, list[str]] = defaultdict(list)
+    for channel, lane, delivery_id in deliveries:
+        by_queue[deliver_queue(channel, lane)].append(str(delivery_id))
     size = settings.NOTIFYHUB_DELIVER_BATCH_SIZE
-    for channel, ids in by_channel.items():
+    for queue, ids in by_queue.items():
         for start in range(0, len(ids), size):
             transaction.on_commit(partial(
-                _send, "notifyhub.deliver_batch", [ids[start:start + size]], deliver_queue(channel), countdown
+                _send, "notifyhub.deliver_batch", [ids[start:start + size]], queue, countdown
             ))
 
 

@@ -1,6 +1,7 @@
 """Checks on a template's content, shared by the admin and the API."""
 from django.core.exceptions import ValidationError
 
+from channels_app.content import content_problems
 from channels_app.kinds import ChannelKind
 from notifyhub.messaging.rendering import RenderError, variables_used
 
@@ -26,6 +27,8 @@ def template_content_check(*, content: dict, translations: dict, variables: list
             if not isinstance(parts, dict):
                 errors.setdefault(field.split(".")[0], []).append(f"{field}.{kind}: expected an object of parts.")
                 continue
+            for problem in content_problems(kind, parts):
+                errors.setdefault(field.split(".")[0], []).append(f"{field}.{kind}: {problem}.")
             try:
                 undeclared = variables_used(parts) - set(variables or []) - ALWAYS_AVAILABLE
             except RenderError as exc:

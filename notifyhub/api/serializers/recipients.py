@@ -9,7 +9,7 @@ from channels_app.kinds import ChannelKind
 from notifyhub.api.fields import StrictBooleanField, StrictCharField, StrictChoiceField, StrictEmailField
 from preferences.models import Category, ContactPoint, Preference, Recipient
 from preferences.services import PreferenceInput, RecipientInput
-from preferences.validators import normalize_phone, validate_timezone
+from preferences.validators import normalize_address, normalize_phone, validate_timezone
 
 
 def _django_to_drf(validator, value):
@@ -86,8 +86,43 @@ class RecipientRefField(serializers.Field):
 class ContactPointSerializer(serializers.ModelSerializer):
     class Meta:
         model = ContactPoint
-        fields = ("kind", "address", "label", "active", "deactivated_reason")
+        fields = ("id", "kind", "address", "app", "label", "active", "deactivated_reason", "created_at")
+        read_only_fields = fields
         ref_name = "ContactPoint"
+
+
+class ContactPointCreateSerializer(serializers.Serializer):
+    """A new address: a device token, a Web Push subscription, a WeChat openid, a phone..."""
+
+    kind = StrictChoiceField(choices=ChannelKind.choices)
+    address = StrictCharField(max_length=2000, help_text="Web Push: the subscription object as a JSON string.")
+    app = StrictCharField(max_length=100, required=False, allow_blank=True, default="",
+                          help_text="Push: fcm, apns or webpush. WeChat: the appid. Chat: the account name.")
+    label = StrictCharField(max_length=100, required=False, allow_blank=True, default="")
+
+    class Meta:
+        ref_name = "ContactPointCreate"
+
+    def validate(self, attrs):
+        from channels_app.errors import InvalidAddressError
+        from channels_app.registry import all_backends
+
+        kind, app = attrs["kind"], attrs["app"]
+        try:
+            attrs["address"] = normalize_address(kind, attrs["address"])
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError({"address": exc.messages}) from None
+        platforms = sorted(name for name, cls in all_backends().items() if cls.kind == kind)
+        if kind == ChannelKind.PUSH and app not in platforms:
+            raise serializers.ValidationError(
+                {"app": [f"Push tokens need the platform: one of {', '.join(platforms)}."]})
+        backend = all_backends().get(app)
+        if backend is not None and backend.kind == kind:
+            try:
+                attrs["address"] = backend.validate_address(attrs["address"])
+            except InvalidAddressError as exc:
+                raise serializers.ValidationError({"address": [str(exc)]}) from None
+        return attrs
 
 
 class RecipientSerializer(serializers.ModelSerializer):

@@ -9,12 +9,20 @@ from rest_framework.views import APIView
 
 from notifyhub.api import examples
 from notifyhub.api.serializers.recipients import (
+    ContactPointCreateSerializer,
+    ContactPointSerializer,
     PreferencesSerializer,
     RecipientSerializer,
     RecipientUpsertSerializer,
 )
-from preferences.models import Recipient
-from preferences.services import preferences_replace, recipient_delete, recipients_upsert
+from preferences.models import ContactPoint, Recipient
+from preferences.services import (
+    contact_point_add,
+    contact_point_remove,
+    preferences_replace,
+    recipient_delete,
+    recipients_upsert,
+)
 
 
 def _recipients():
@@ -109,3 +117,46 @@ class RecipientPreferencesView(APIView):
         preferences_replace(recipient=recipient, preferences=serializer.to_inputs())
         preferences = recipient.preferences.select_related("category")
         return Response(PreferencesSerializer({"preferences": preferences}).data)
+
+
+class RecipientContactPointsView(APIView):
+    scopes = {"GET": "read", "POST": "send"}
+
+    @extend_schema(
+        summary="List a recipient's contact points",
+        description="Every address, active or not; a deactivated one says why (bounced, unregistered token...).",
+        responses={200: ContactPointSerializer(many=True)},
+    )
+    def get(self, request, external_id):
+        recipient = get_object_or_404(Recipient, external_id=external_id)
+        return Response(ContactPointSerializer(recipient.contact_points.all(), many=True).data)
+
+    @extend_schema(
+        summary="Add a contact point",
+        description="Adds one address and keeps the others, so a recipient can have several devices. Adding an "
+                    "address that exists reactivates it. Push tokens name their platform in `app`; a WeChat "
+                    "openid names its appid.",
+        request=ContactPointCreateSerializer, responses={201: ContactPointSerializer},
+        examples=[OpenApiExample("FCM token", value=examples.CONTACT_POINT_FCM),
+                  OpenApiExample("Web Push subscription", value=examples.CONTACT_POINT_WEBPUSH)],
+    )
+    def post(self, request, external_id):
+        recipient = get_object_or_404(Recipient, external_id=external_id)
+        serializer = ContactPointCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        point = contact_point_add(recipient=recipient, **serializer.validated_data)
+        return Response(ContactPointSerializer(point).data, status=status.HTTP_201_CREATED)
+
+
+class RecipientContactPointDetailView(APIView):
+    scopes = {"DELETE": "send"}
+
+    @extend_schema(
+        summary="Remove a contact point",
+        description="Deletes the address (e.g. the app logged out on that device).",
+        request=None, responses={204: None},
+    )
+    def delete(self, request, external_id, pk):
+        point = get_object_or_404(ContactPoint, pk=pk, recipient__external_id=external_id)
+        contact_point_remove(point=point)
+        return Response(status=status.HTTP_204_NO_CONTENT)

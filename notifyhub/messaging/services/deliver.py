@@ -46,11 +46,11 @@ def deliveries_send(*, delivery_ids) -> int:
     if not deliveries:
         return 0
     events_record(changes=((d.id, DeliveryStatus.SENDING, f"attempt {d.attempts}") for d in deliveries))
-    by_channel: dict[str, list[Delivery]] = {}
+    groups: dict[tuple[str, str], list[Delivery]] = {}
     for delivery in deliveries:
-        by_channel.setdefault(delivery.channel, []).append(delivery)
-    for channel, group in by_channel.items():
-        _send_group(channel, group)
+        groups.setdefault((delivery.channel, delivery.app), []).append(delivery)
+    for (channel, app), group in groups.items():
+        _send_group(channel, app, group)
     messages_rollup(message_ids={d.message_id for d in deliveries})
     return len(deliveries)
 
@@ -65,8 +65,8 @@ def _outbound(delivery: Delivery) -> OutboundMessage:
     )
 
 
-def _send_group(channel: str, deliveries: list[Delivery]) -> None:
-    config = channel_config_for(kind=channel)
+def _send_group(channel: str, app: str, deliveries: list[Delivery]) -> None:
+    config = channel_config_for(kind=channel, app=app)
     by_id = {str(d.id): d for d in deliveries}
     try:
         backend = channel_backend_build(kind=channel, config=config)

@@ -14,8 +14,15 @@ from django.utils import timezone
 
 from channels_app.kinds import ChannelKind
 from channels_app.selectors import channel_kinds_available
-from notifyhub.messaging.models import Delivery, DeliveryStatus, Message, MessageRecipient, MessageStatus
-from notifyhub.messaging.queueing import deliveries_enqueue, dispatch_enqueue
+from notifyhub.messaging.models import (
+    Delivery,
+    DeliveryStatus,
+    Message,
+    MessagePriority,
+    MessageRecipient,
+    MessageStatus,
+)
+from notifyhub.messaging.queueing import BULK, TRANSACTIONAL, deliveries_enqueue, dispatch_enqueue
 from notifyhub.messaging.rendering import RenderError, content_for, recipient_context, render_parts
 from notifyhub.messaging.services.events import events_record
 from notifyhub.messaging.services.outcomes import messages_rollup
@@ -33,6 +40,8 @@ class DeliveryPlan:
     status: str
     reason: str = ""
     address: str = ""
+    app: str = ""
+    lane: str = BULK
     content: dict = field(default_factory=dict)
     explain: list[str] = field(default_factory=list)
 
@@ -46,11 +55,12 @@ def deliveries_plan(*, message: Message, recipients: Sequence[Recipient]) -> lis
     contacts = contact_points_by_recipient(recipient_ids=ids)
     preferences = preferences_by_recipient(recipient_ids=ids)
     available = channel_kinds_available()
+    lane = TRANSACTIONAL if category.critical or message.priority == MessagePriority.HIGH else BULK
     plans = []
     for recipient in recipients:
         context = None
         for channel in channels:
-            plan = DeliveryPlan(recipient=recipient, channel=channel, status=DeliveryStatus.QUEUED)
+            plan = DeliveryPlan(recipient=recipient, channel=channel, status=DeliveryStatus.QUEUED, lane=lane)
             plans.append(plan)
             parts = content_for(content=template.content, translations=template.translations,
                                 channel=channel, locale=recipient.locale)
@@ -103,8 +113,8 @@ def _address(plan: DeliveryPlan, contacts: dict) -> bool:
             return True
         _skip(plan, "no_address", f"recipient has no {plan.channel} address")
         return False
-    plan.address = point.address
-    plan.explain.append(f"address: {point.address}")
+    plan.address, plan.app = point.address, point.app
+    plan.explain.append(f"address: {point.address}" + (f" ({point.app})" if point.app else ""))
     return True
 
 
@@ -116,14 +126,14 @@ def deliveries_create(*, message: Message, plans: Sequence[DeliveryPlan]) -> lis
     )
     now = timezone.now()
     rows = [
-        Delivery(message=message, recipient=p.recipient, channel=p.channel, address=p.address,
-                 content=p.content, status=p.status, reason=p.reason, explain=p.explain,
+        Delivery(message=message, recipient=p.recipient, channel=p.channel, address=p.address, app=p.app,
+                 lane=p.lane, content=p.content, status=p.status, reason=p.reason, explain=p.explain,
                  created_at=now, updated_at=now)
         for p in plans if (p.recipient.pk, p.channel) not in existing
     ]
     Delivery.objects.bulk_create(rows)
     events_record(changes=((d.id, d.status, d.explain[-1] if d.explain else "") for d in rows))
-    deliveries_enqueue(deliveries=((d.channel, d.id) for d in rows if d.status == DeliveryStatus.QUEUED))
+    deliveries_enqueue(deliveries=((d.channel, d.lane, d.id) for d in rows if d.status == DeliveryStatus.QUEUED))
     return rows
 
 

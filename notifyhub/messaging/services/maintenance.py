@@ -31,16 +31,16 @@ def due_release() -> dict:
         dispatch_enqueue(message_id=message_id)
     due = list(
         Delivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
-        .order_by("next_attempt_at").values_list("pk", "channel")[:RELEASE_LIMIT]
+        .order_by("next_attempt_at").values_list("pk", "channel", "lane")[:RELEASE_LIMIT]
     )
     due_ids = list(
         Delivery.objects.select_for_update(skip_locked=True)
-        .filter(pk__in=[pk for pk, _ in due], status=DeliveryStatus.PENDING).values_list("pk", flat=True)
+        .filter(pk__in=[pk for pk, _, _ in due], status=DeliveryStatus.PENDING).values_list("pk", flat=True)
     )
     released = Delivery.objects.filter(pk__in=due_ids).update(status=DeliveryStatus.QUEUED, updated_at=now)
     events_record(changes=((pk, DeliveryStatus.QUEUED, "due: released for the next attempt") for pk in due_ids))
-    channels = dict(due)
-    deliveries_enqueue(deliveries=((channels[pk], pk) for pk in due_ids))
+    queues = {pk: (channel, lane) for pk, channel, lane in due}
+    deliveries_enqueue(deliveries=((*queues[pk], pk) for pk in due_ids))
     return {"messages": started, "deliveries": released}
 
 
@@ -51,23 +51,24 @@ def stuck_sweep() -> dict:
     cutoff = now - timedelta(seconds=settings.NOTIFYHUB_STUCK_SECONDS)
     lost_sending = list(
         Delivery.objects.filter(status=DeliveryStatus.SENDING, claimed_at__lt=cutoff)
-        .values_list("pk", "channel", "attempts")[:RELEASE_LIMIT]
+        .values_list("pk", "channel", "lane", "attempts")[:RELEASE_LIMIT]
     )
-    exhausted = [pk for pk, _, attempts in lost_sending if attempts >= settings.NOTIFYHUB_MAX_ATTEMPTS]
-    retry = [(channel, pk) for pk, channel, attempts in lost_sending if attempts < settings.NOTIFYHUB_MAX_ATTEMPTS]
+    exhausted = [pk for pk, _, _, attempts in lost_sending if attempts >= settings.NOTIFYHUB_MAX_ATTEMPTS]
+    retry = [(channel, lane, pk) for pk, channel, lane, attempts in lost_sending
+             if attempts < settings.NOTIFYHUB_MAX_ATTEMPTS]
     Delivery.objects.filter(pk__in=exhausted, status=DeliveryStatus.SENDING).update(
         status=DeliveryStatus.FAILED, reason="worker_lost", claim_token=None, updated_at=now)
-    Delivery.objects.filter(pk__in=[pk for _, pk in retry], status=DeliveryStatus.SENDING).update(
+    Delivery.objects.filter(pk__in=[pk for _, _, pk in retry], status=DeliveryStatus.SENDING).update(
         status=DeliveryStatus.QUEUED, claim_token=None, updated_at=now)
     lost_queued = list(
         Delivery.objects.filter(status=DeliveryStatus.QUEUED, updated_at__lt=cutoff)
-        .values_list("channel", "pk")[:RELEASE_LIMIT]
+        .values_list("channel", "lane", "pk")[:RELEASE_LIMIT]
     )
-    Delivery.objects.filter(pk__in=[pk for _, pk in lost_queued]).update(updated_at=now)
+    Delivery.objects.filter(pk__in=[pk for _, _, pk in lost_queued]).update(updated_at=now)
     events_record(changes=[
         *((pk, DeliveryStatus.FAILED, "worker lost and attempts exhausted") for pk in exhausted),
         *((pk, DeliveryStatus.QUEUED, "re-queued by the sweeper: the worker sending it was lost")
-          for _, pk in retry),
+          for _, _, pk in retry),
     ])
     deliveries_enqueue(deliveries=[*retry, *lost_queued])
     stalled = list(

@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from channels_app.errors import ChannelError, TransientChannelError
+from channels_app.errors import ChannelError, DeadAddressError, TransientChannelError
 from channels_app.message import SendResult
 from notifyhub.messaging.models import (
     OPEN_DELIVERY_STATUSES,
@@ -19,6 +19,7 @@ from notifyhub.messaging.models import (
 )
 from notifyhub.messaging.queueing import deliveries_enqueue
 from notifyhub.messaging.services.events import events_record
+from preferences.services import contact_point_deactivate
 
 OUTCOME_FIELDS = ["status", "reason", "detail", "sent_at", "provider_message_id", "next_attempt_at",
                   "channel_config", "claim_token", "updated_at"]
@@ -56,10 +57,14 @@ def outcomes_record(*, deliveries: Sequence[Delivery], outcomes: dict, config_id
         _record_error(delivery, outcome, now, changes, retry_soon)
     Delivery.objects.bulk_update(deliveries, OUTCOME_FIELDS)
     events_record(changes=changes)
+    dead = [d for d in deliveries if isinstance(outcomes[d.id], DeadAddressError) and d.address]
+    for delivery in dead:
+        contact_point_deactivate(recipient_id=delivery.recipient_id, kind=delivery.channel,
+                                 address=delivery.address, reason=f"dead: {delivery.reason}")
     if retry_soon:
         # Short waits ride a Celery countdown; long ones wait for the due-time dispatcher.
         for delivery, delay in retry_soon:
-            deliveries_enqueue(deliveries=[(delivery.channel, delivery.id)], countdown=delay)
+            deliveries_enqueue(deliveries=[(delivery.channel, delivery.lane, delivery.id)], countdown=delay)
 
 
 def _record_error(delivery, error: ChannelError, now, changes, retry_soon) -> None:
@@ -86,7 +91,7 @@ def message_status_from(counts: Counter) -> str:
     if any(counts[s] for s in OPEN_DELIVERY_STATUSES):
         return MessageStatus.PROCESSING
     sent = sum(counts[s] for s in SUCCESS_DELIVERY_STATUSES)
-    failed = counts[DeliveryStatus.FAILED]
+    failed = counts[DeliveryStatus.FAILED] + counts[DeliveryStatus.BOUNCED]
     if sent:
         return MessageStatus.PARTIAL if failed else MessageStatus.SENT
     if failed:

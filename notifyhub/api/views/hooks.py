@@ -1,0 +1,58 @@
+"""Provider callbacks: ``POST /hooks/channels/<account name>/``.
+
+The provider is not an API client, so there is no API key here: the backend of the named
+account verifies the provider's own signature (or the account's callback token) and parses
+the report; anything that fails verification is answered 403 and changes nothing.
+"""
+import logging
+
+from django.conf import settings
+from django.http import Http404, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from channels_app.base import CallbackRejected, CallbackRequest
+from channels_app.errors import ChannelConfigurationError
+from channels_app.models import ChannelConfig
+from channels_app.services import channel_backend_build
+from notifyhub.messaging.services.receipts import receipts_apply
+
+logger = logging.getLogger(__name__)
+
+
+def _callback_request(request) -> CallbackRequest:
+    if settings.NOTIFYHUB_PUBLIC_URL:  # behind a proxy the provider signed the public URL
+        url = settings.NOTIFYHUB_PUBLIC_URL + request.get_full_path()
+    else:
+        url = request.build_absolute_uri()
+    form = {key: request.POST.get(key) for key in request.POST} if request.content_type.startswith(
+        "application/x-www-form-urlencoded") else {}
+    return CallbackRequest(
+        method=request.method, url=url, headers=request.headers, body=request.body, form=form,
+        query={key: request.GET.get(key) for key in request.GET},
+    )
+
+
+@csrf_exempt
+@require_POST
+def channel_callback(request, name: str):
+    config = ChannelConfig.objects.filter(name=name).first()
+    if config is None:
+        raise Http404("No such channel account.")
+    try:
+        backend = channel_backend_build(kind=config.kind, config=config)
+    except ChannelConfigurationError as exc:
+        logger.error("Callback for misconfigured account %s: %s", name, exc)
+        return HttpResponse("account misconfigured", status=503, content_type="text/plain")
+    callback = _callback_request(request)  # read the body before anything else touches it
+    try:
+        receipts = backend.receipts(callback)
+    except NotImplementedError:
+        raise Http404("This channel takes no callbacks.") from None
+    except CallbackRejected as exc:
+        logger.warning("Rejected callback for %s: %s", name, exc)
+        return HttpResponse("forbidden", status=403, content_type="text/plain")
+    result = receipts_apply(source=config.backend, receipts=receipts, channel=config.kind, config_id=config.pk)
+    logger.info("Callback for %s: %s", name, result)
+    status, content_type, body = backend.receipt_response(receipts)
+    return HttpResponse(body, status=status, content_type=content_type)

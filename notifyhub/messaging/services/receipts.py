@@ -1,0 +1,93 @@
+"""Track: apply what providers report after a send (delivery reports, bounces, opens).
+
+Reports arrive late, out of order and more than once. Each is applied once — its event id is
+stored on the delivery's timeline under a unique constraint — and only ever moves a delivery
+forward (``sent → delivered``, never ``delivered → sent``). A hard bounce or a spam complaint
+deactivates the address, so the next message to it is ``skipped/suppressed``.
+"""
+import hashlib
+import logging
+from collections.abc import Iterable
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from channels_app.base import Receipt
+from notifyhub.messaging.models import DELIVERY_PROGRESS, Delivery, DeliveryEvent, DeliveryStatus, EventKind
+from notifyhub.messaging.services.outcomes import messages_rollup
+from preferences.services import contact_point_deactivate
+
+logger = logging.getLogger(__name__)
+
+STATE_REPORTS = {
+    "delivered": DeliveryStatus.DELIVERED, "failed": DeliveryStatus.FAILED,
+    "bounced": DeliveryStatus.BOUNCED, "complained": DeliveryStatus.COMPLAINED,
+}
+ENGAGEMENT_REPORTS = {"opened": EventKind.OPENED, "clicked": EventKind.CLICKED}
+SUPPRESSING = {DeliveryStatus.BOUNCED, DeliveryStatus.COMPLAINED}
+#: A report may only follow a send; a delivery not yet sent (or already skipped) ignores it.
+REPORTABLE_FROM = {DeliveryStatus.SENT, DeliveryStatus.DELIVERED,
+                   DeliveryStatus.FAILED, DeliveryStatus.BOUNCED}
+
+
+def receipt_event_id(*, source: str, receipt: Receipt) -> str:
+    """The key a report is deduplicated on: the provider's event id, else a digest of it."""
+    raw = receipt.event_id or "|".join(
+        (receipt.provider_message_id, receipt.status, receipt.at.isoformat() if receipt.at else "", receipt.detail))
+    key = f"{source}:{raw}"
+    return key if len(key) <= 255 else f"{source}:sha256:{hashlib.sha256(raw.encode()).hexdigest()}"
+
+
+def receipts_apply(*, source: str, receipts: Iterable[Receipt], channel: str | None = None,
+                   config_id: int | None = None) -> dict:
+    """Apply provider reports; returns counts of ``applied``, ``duplicate`` and ``unknown``."""
+    counts = {"applied": 0, "duplicate": 0, "unknown": 0}
+    touched = set()
+    for receipt in receipts:
+        result = _apply_one(source=source, receipt=receipt, channel=channel, config_id=config_id)
+        counts[result[0]] += 1
+        if result[1]:
+            touched.add(result[1])
+    if touched:
+        messages_rollup(message_ids=touched)
+    return counts
+
+
+def _apply_one(*, source, receipt: Receipt, channel, config_id):
+    kind = STATE_REPORTS.get(receipt.status) or ENGAGEMENT_REPORTS.get(receipt.status)
+    if kind is None or not receipt.provider_message_id:
+        logger.info("Ignoring %s report %r for %r", source, receipt.status, receipt.provider_message_id)
+        return "unknown", None
+    deliveries = Delivery.objects.filter(provider_message_id=receipt.provider_message_id)
+    if channel:
+        deliveries = deliveries.filter(channel=channel)
+    if config_id:
+        deliveries = deliveries.filter(channel_config_id=config_id)
+    external_id = receipt_event_id(source=source, receipt=receipt)
+    with transaction.atomic():
+        delivery = deliveries.select_for_update().first()
+        if delivery is None:
+            logger.info("%s report for unknown message %s", source, receipt.provider_message_id)
+            return "unknown", None
+        detail = f"{source}: {receipt.status}" + (f": {receipt.detail}" if receipt.detail else "")
+        try:
+            with transaction.atomic():
+                DeliveryEvent.objects.create(delivery=delivery, status=kind, detail=detail[:4000],
+                                             external_id=external_id, at=receipt.at or timezone.now())
+        except IntegrityError:
+            return "duplicate", None
+        new = STATE_REPORTS.get(receipt.status)
+        if new is None or delivery.status not in REPORTABLE_FROM:
+            return "applied", None
+        if DELIVERY_PROGRESS[new] <= DELIVERY_PROGRESS[delivery.status]:
+            return "applied", None
+        delivery.status, delivery.updated_at = new, timezone.now()
+        fields = ["status", "updated_at"]
+        if new in (DeliveryStatus.FAILED, DeliveryStatus.BOUNCED):
+            delivery.reason, delivery.detail = receipt.status, detail[:4000]
+            fields += ["reason", "detail"]
+        delivery.save(update_fields=fields)
+        if new in SUPPRESSING and delivery.address:
+            contact_point_deactivate(kind=delivery.channel, address=delivery.address,
+                                     reason=f"{receipt.status} ({source})")
+        return "applied", delivery.message_id
