@@ -10,6 +10,7 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("NOTIFYHUB_VAR_DIR", default=str(BASE_DIR / "var")))
@@ -131,6 +132,15 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Every queue, so a worker started without -Q serves them all (make run, small installs). Bulk
+# lane: deliver.<kind>; transactional lane: deliver.<kind>.tx (see messaging/queueing.py).
+NOTIFYHUB_CHANNEL_KINDS = ("email", "sms", "push", "inapp", "wechat", "chat", "webhook")
+CELERY_TASK_QUEUES = [
+    Queue(name) for name in (
+        "default", "dispatch", "maintenance",
+        *(f"deliver.{kind}{lane}" for kind in NOTIFYHUB_CHANNEL_KINDS for lane in (".tx", "")),
+    )
+]
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

@@ -18,7 +18,8 @@ from tests import factories
 ROOT = Path(__file__).resolve().parent.parent
 REQUIRE_SERVICES = os.environ.get("NOTIFYHUB_REQUIRE_SERVICES") == "1"
 ALL_QUEUES = ",".join(["default", "dispatch", "maintenance"] + [
-    f"deliver.{kind}" for kind in ("email", "inapp", "webhook", "sms", "push", "wechat", "chat")])
+    f"deliver.{kind}{lane}" for kind in ("email", "inapp", "webhook", "sms", "push", "wechat", "chat")
+    for lane in (".tx", "")])
 
 
 def pytest_addoption(parser):
