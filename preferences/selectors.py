@@ -7,8 +7,10 @@ categories), then all × all — and with none, the category's default for the c
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
-from preferences.models import Category, ContactPoint, Preference
+from preferences.models import Category, ContactPoint, Preference, QuietHoursPolicy, Recipient
+from preferences.quiet_hours import QuietHours, quiet_hours_describe, quiet_until
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,3 +56,34 @@ def contact_points_by_recipient(*, recipient_ids: Iterable[int]) -> dict[int, di
     for point in points:
         best[point.recipient_id].setdefault(point.kind, point)
     return best
+
+
+@dataclass(frozen=True, slots=True)
+class QuietDecision:
+    action: str  # "send", "defer" or "drop"
+    until: datetime | None  # when the window ends, for "defer"
+    rule: str  # for explanations
+
+
+def quiet_hours_decide(*, category: Category, recipient: Recipient, at: datetime) -> QuietDecision:
+    """What the recipient's quiet hours mean for a delivery of ``category`` due at ``at``."""
+    if category.critical:
+        return QuietDecision("send", None, f"quiet hours: category {category.key} is critical")
+    if recipient.quiet_start is None or recipient.quiet_end is None:
+        return QuietDecision("send", None, "")
+    window = QuietHours(start=recipient.quiet_start, end=recipient.quiet_end)
+    tz = recipient.timezone or ""
+    try:
+        until = quiet_until(window=window, tz=tz, now=at)
+    except ValueError:  # a zone that has vanished from the tz database: judge in UTC
+        tz = ""
+        until = quiet_until(window=window, tz=tz, now=at)
+    described = quiet_hours_describe(window=window, tz=tz)
+    if until is None:
+        return QuietDecision("send", None, f"outside {described}")
+    policy = category.quiet_hours
+    if policy == QuietHoursPolicy.IGNORE:
+        return QuietDecision("send", None, f"inside {described}; category {category.key} ignores quiet hours")
+    if policy == QuietHoursPolicy.DROP:
+        return QuietDecision("drop", until, f"inside {described}; category {category.key} drops")
+    return QuietDecision("defer", until, f"inside {described}; deferred until {until.isoformat()}")

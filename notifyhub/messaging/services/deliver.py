@@ -7,23 +7,20 @@ worker killed mid-batch leaves only the sends of that last moment unrecorded, to
 a fast batch (in-app, concurrent HTTP) is still recorded in one write.
 """
 import logging
-import time
 import uuid
 
 from django.db.models import F, Q
 from django.utils import timezone
 
 from channels_app.errors import ChannelConfigurationError, TransientChannelError
-from channels_app.message import OutboundMessage
-from channels_app.selectors import channel_config_for
+from channels_app.selectors import channel_configs_for
 from channels_app.services import channel_backend_build
 from notifyhub.messaging.models import Delivery, DeliveryStatus
+from notifyhub.messaging.services.accounts import AccountSender, Flusher, outbound
 from notifyhub.messaging.services.events import events_record
 from notifyhub.messaging.services.outcomes import messages_rollup, outcomes_record
 
 logger = logging.getLogger(__name__)
-FLUSH_EVERY = 200
-FLUSH_SECONDS = 0.5
 
 
 def deliveries_claim(*, delivery_ids) -> list[Delivery]:
@@ -37,7 +34,7 @@ def deliveries_claim(*, delivery_ids) -> list[Delivery]:
     )
     if not claimed:
         return []
-    return list(Delivery.objects.filter(claim_token=token).select_related("message__template", "recipient"))
+    return list(Delivery.objects.filter(claim_token=token).select_related("message__template__category", "recipient"))
 
 
 def deliveries_send(*, delivery_ids) -> int:
@@ -55,50 +52,36 @@ def deliveries_send(*, delivery_ids) -> int:
     return len(deliveries)
 
 
-def _outbound(delivery: Delivery) -> OutboundMessage:
-    message = delivery.message
-    return OutboundMessage(
-        delivery_id=str(delivery.id), kind=delivery.channel, address=delivery.address,
-        content=delivery.content,
-        metadata={"message_id": str(message.id), "template": message.template.key,
-                  "recipient": delivery.recipient.external_id},
-    )
-
-
 def _send_group(channel: str, app: str, deliveries: list[Delivery]) -> None:
-    config = channel_config_for(kind=channel, app=app)
+    configs = channel_configs_for(kind=channel, app=app)
+    if not configs:  # an account-free backend (in-app), or nothing configured
+        _send_default(channel, deliveries)
+        return
+    sender = AccountSender(configs)
+    try:
+        queue = [(d, frozenset()) for d in deliveries]
+        while queue:
+            queue = sender.round(queue)
+    finally:
+        sender.close()
+
+
+def _send_default(channel: str, deliveries: list[Delivery]) -> None:
     by_id = {str(d.id): d for d in deliveries}
     try:
-        backend = channel_backend_build(kind=channel, config=config)
+        backend = channel_backend_build(kind=channel, config=None)
     except ChannelConfigurationError as exc:
         logger.error("Cannot send %d %s deliveries: %s", len(deliveries), channel, exc)
         error = TransientChannelError(str(exc), code="configuration_error")
         outcomes_record(deliveries=deliveries, outcomes={d.id: error for d in deliveries}, config_id=None)
         return
-    config_id = config.pk if config else None
-    pending: dict = {}
-    flushed_at = time.monotonic()
+    flusher = Flusher(by_id, config_id=None)
     try:
         with backend:
-            for message, outcome in backend.send_many(_outbound(d) for d in deliveries):
-                pending[message.delivery_id] = outcome
-                if len(pending) >= FLUSH_EVERY or time.monotonic() - flushed_at >= FLUSH_SECONDS:
-                    _flush(pending, by_id, config_id)
-                    flushed_at = time.monotonic()
-    except ChannelConfigurationError as exc:
-        logger.error("Channel %s misconfigured: %s", config, exc)
-        error = TransientChannelError(str(exc), code="configuration_error")
-        pending.update({key: error for key in by_id if key not in pending})
+            for message, outcome in backend.send_many(outbound(d) for d in deliveries):
+                flusher.add(message.delivery_id, outcome)
     except Exception as exc:  # a backend bug must not strand the batch in "sending"
         logger.exception("Backend %s failed unexpectedly", backend.name)
-        error = TransientChannelError(f"{exc.__class__.__name__}: {exc}", code="backend_error")
-        pending.update({key: error for key in by_id if key not in pending})
+        flusher.fail_rest(TransientChannelError(f"{exc.__class__.__name__}: {exc}", code="backend_error"))
     finally:
-        if pending:
-            _flush(pending, by_id, config_id)
-
-
-def _flush(pending: dict, by_id: dict, config_id) -> None:
-    rows = [by_id.pop(key) for key in list(pending)]
-    outcomes_record(deliveries=rows, outcomes={d.id: pending[str(d.id)] for d in rows}, config_id=config_id)
-    pending.clear()
+        flusher.flush()

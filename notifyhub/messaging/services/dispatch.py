@@ -7,6 +7,7 @@ delivery's ``explain`` list. A chunk costs a constant number of queries whatever
 """
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.db import transaction
 from django.db.models import F
@@ -21,11 +22,13 @@ from notifyhub.messaging.models import (
     MessagePriority,
     MessageRecipient,
     MessageStatus,
+    RoutingMode,
 )
 from notifyhub.messaging.queueing import BULK, TRANSACTIONAL, deliveries_enqueue, dispatch_enqueue
 from notifyhub.messaging.rendering import RenderError, content_for, recipient_context, render_parts
 from notifyhub.messaging.services.events import events_record
 from notifyhub.messaging.services.outcomes import messages_rollup
+from notifyhub.messaging.services.rules import duplicate_apply, frequency_cap_apply, quiet_hours_apply
 from preferences.models import Recipient
 from preferences.selectors import contact_points_by_recipient, preference_decide, preferences_by_recipient
 
@@ -44,52 +47,84 @@ class DeliveryPlan:
     lane: str = BULK
     content: dict = field(default_factory=dict)
     explain: list[str] = field(default_factory=list)
+    next_attempt_at: datetime | None = None
+    fallback_from_id: object = None
 
 
-def deliveries_plan(*, message: Message, recipients: Sequence[Recipient]) -> list[DeliveryPlan]:
-    """Decide and render, without writing anything (``dry_run`` uses this as it is)."""
+def deliveries_plan(*, message: Message, recipients: Sequence[Recipient], channels: Sequence[str] | None = None,
+                    reserve: bool = True) -> list[DeliveryPlan]:
+    """Decide and render. Writes nothing to the database; ``reserve=False`` (dry runs) also
+    leaves the dedup and frequency-cap counters untouched.
+
+    With the template's ``fallback`` routing only the first channel of the chain that can
+    deliver is planned (channels skipped on the way are planned as skipped); the next one is
+    planned later, if that one fails (:func:`fallback_next`).
+    """
     template = message.template
     category = template.category
-    channels = message.channels or template.channels
+    fallback = template.routing == RoutingMode.FALLBACK and not message.channels
+    if channels is None:
+        channels = message.channels or template.channels
     ids = [r.pk for r in recipients]
     contacts = contact_points_by_recipient(recipient_ids=ids)
     preferences = preferences_by_recipient(recipient_ids=ids)
     available = channel_kinds_available()
     lane = TRANSACTIONAL if category.critical or message.priority == MessagePriority.HIGH else BULK
+    at = max(timezone.now(), message.send_at) if message.send_at else timezone.now()
     plans = []
     for recipient in recipients:
         context = None
-        for channel in channels:
+        for position, channel in enumerate(channels):
             plan = DeliveryPlan(recipient=recipient, channel=channel, status=DeliveryStatus.QUEUED, lane=lane)
             plans.append(plan)
-            parts = content_for(content=template.content, translations=template.translations,
-                                channel=channel, locale=recipient.locale)
-            if parts is None:
-                _skip(plan, "no_content", f"template {template.key} has no {channel} content")
-                continue
-            if channel not in available:
-                _skip(plan, "channel_unavailable", f"no enabled {channel} channel is configured")
-                continue
-            decision = preference_decide(category=category, channel=channel,
-                                         preferences=preferences.get(recipient.pk, ()))
-            plan.explain.append(f"{decision.rule}: {'allowed' if decision.allowed else 'blocked'}")
-            if not decision.allowed:
-                _skip(plan, decision.reason, "")
-                continue
-            if not _address(plan, contacts.get(recipient.pk, {})):
-                continue
+            if fallback:
+                plan.explain.append(f"fallback chain {' → '.join(channels)}: trying {channel} "
+                                    f"({position + 1} of {len(channels)})")
             if context is None:
                 context = {**message.context, "recipient": recipient_context(
                     external_id=recipient.external_id, name=recipient.name,
                     locale=recipient.locale, data=recipient.data)}
-            try:
-                plan.content = render_parts(parts, context)
-            except RenderError as exc:
-                plan.status, plan.reason = DeliveryStatus.FAILED, "render_error"
-                plan.explain.append(f"rendering failed: {exc}")
-                continue
-            plan.explain.append(f"queued for {channel} to {plan.address or 'the account URL'}")
+            _plan_channel(plan, message=message, category=category, contacts=contacts.get(recipient.pk, {}),
+                          preferences=preferences.get(recipient.pk, ()), available=available, context=context,
+                          at=at, reserve=reserve)
+            if fallback and plan.status in (DeliveryStatus.QUEUED, DeliveryStatus.PENDING):
+                break  # the rest of the chain waits for this channel's outcome
     return plans
+
+
+def _plan_channel(plan: DeliveryPlan, *, message, category, contacts, preferences, available, context, at,
+                  reserve) -> None:
+    template, channel = message.template, plan.channel
+    parts = content_for(content=template.content, translations=template.translations,
+                        channel=channel, locale=plan.recipient.locale)
+    if parts is None:
+        return _skip(plan, "no_content", f"template {template.key} has no {channel} content")
+    if channel not in available:
+        return _skip(plan, "channel_unavailable", f"no enabled {channel} channel is configured")
+    decision = preference_decide(category=category, channel=channel, preferences=preferences)
+    plan.explain.append(f"{decision.rule}: {'allowed' if decision.allowed else 'blocked'}")
+    if not decision.allowed:
+        return _skip(plan, decision.reason, "")
+    if not _address(plan, contacts):
+        return None
+    quiet_hours_apply(plan, category=category, at=at)
+    if plan.status == DeliveryStatus.SKIPPED:
+        return None
+    try:
+        plan.content = render_parts(parts, context)
+    except RenderError as exc:
+        plan.status, plan.reason = DeliveryStatus.FAILED, "render_error"
+        plan.explain.append(f"rendering failed: {exc}")
+        return None
+    duplicate_apply(plan, message=message, reserve=reserve)
+    if plan.status == DeliveryStatus.SKIPPED:
+        return None
+    frequency_cap_apply(plan, message=message, category=category, reserve=reserve)
+    if plan.status == DeliveryStatus.QUEUED:
+        plan.explain.append(f"queued for {channel} to {plan.address or 'the account URL'} ({plan.lane} lane)")
+    elif plan.status == DeliveryStatus.PENDING:
+        plan.explain.append(f"pending until {plan.next_attempt_at.isoformat()}")
+    return None
 
 
 def _skip(plan: DeliveryPlan, reason: str, detail: str) -> None:
@@ -128,6 +163,7 @@ def deliveries_create(*, message: Message, plans: Sequence[DeliveryPlan]) -> lis
     rows = [
         Delivery(message=message, recipient=p.recipient, channel=p.channel, address=p.address, app=p.app,
                  lane=p.lane, content=p.content, status=p.status, reason=p.reason, explain=p.explain,
+                 next_attempt_at=p.next_attempt_at, fallback_from_id=p.fallback_from_id,
                  created_at=now, updated_at=now)
         for p in plans if (p.recipient.pk, p.channel) not in existing
     ]
@@ -180,3 +216,29 @@ def message_dispatch_chunk(*, message_id, first_id: int, last_id: int) -> int:
             chunks_pending=F("chunks_pending") - 1)
     messages_rollup(message_ids=[message.pk])
     return len(rows)
+
+
+def fallback_next(*, deliveries: Sequence[Delivery], why: str) -> list[Delivery]:
+    """Plan and create the next channel of the fallback chain for deliveries that cannot deliver.
+
+    The unique (message, recipient, channel) constraint makes a second call for the same
+    delivery create nothing, so a timeout and a late failure never fall back twice.
+    """
+    created = []
+    for delivery in deliveries:
+        message = delivery.message
+        template = message.template
+        if template.routing != RoutingMode.FALLBACK or message.channels:
+            continue
+        chain = template.channels
+        if delivery.channel not in chain:
+            continue
+        rest = chain[chain.index(delivery.channel) + 1:]
+        if not rest:
+            continue
+        plans = deliveries_plan(message=message, recipients=[delivery.recipient], channels=rest)
+        for plan in plans:
+            plan.fallback_from_id = delivery.pk
+            plan.explain.insert(0, f"fallback from {delivery.channel}: {why}")
+        created += deliveries_create(message=message, plans=plans)
+    return created

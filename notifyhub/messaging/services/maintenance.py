@@ -41,7 +41,22 @@ def due_release() -> dict:
     events_record(changes=((pk, DeliveryStatus.QUEUED, "due: released for the next attempt") for pk in due_ids))
     queues = {pk: (channel, lane) for pk, channel, lane in due}
     deliveries_enqueue(deliveries=((*queues[pk], pk) for pk in due_ids))
-    return {"messages": started, "deliveries": released}
+    return {"messages": started, "deliveries": released, "fallbacks": fallback_timeouts_release(now=now)}
+
+
+def fallback_timeouts_release(*, now) -> int:
+    """Fall back for sent deliveries whose provider has not reported delivery in time."""
+    from notifyhub.messaging.services.dispatch import fallback_next
+
+    late = list(
+        Delivery.objects.select_for_update(skip_locked=True)
+        .filter(status=DeliveryStatus.SENT, fallback_at__lte=now)
+        .select_related("message__template__category", "recipient")[:RELEASE_LIMIT]
+    )
+    if not late:
+        return 0
+    Delivery.objects.filter(pk__in=[d.pk for d in late]).update(fallback_at=None)
+    return len(fallback_next(deliveries=late, why="not delivered within the fallback timeout"))
 
 
 @transaction.atomic

@@ -2,7 +2,8 @@
 import random
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
@@ -22,7 +23,7 @@ from notifyhub.messaging.services.events import events_record
 from preferences.services import contact_point_deactivate
 
 OUTCOME_FIELDS = ["status", "reason", "detail", "sent_at", "provider_message_id", "next_attempt_at",
-                  "channel_config", "claim_token", "updated_at"]
+                  "channel_config", "claim_token", "updated_at", "attempts", "explain", "fallback_at"]
 
 
 def retry_delay(*, attempt: int, retry_after: float | None = None) -> float:
@@ -38,25 +39,57 @@ def retry_delay(*, attempt: int, retry_after: float | None = None) -> float:
     return min(delay, settings.NOTIFYHUB_RETRY_MAX_SECONDS)
 
 
-def outcomes_record(*, deliveries: Sequence[Delivery], outcomes: dict, config_id: int | None) -> None:
-    """Apply ``{delivery_id: SendResult | ChannelError}`` to claimed deliveries, in bulk."""
+@dataclass(frozen=True, slots=True)
+class Deferral:
+    """Not sent and not an attempt: wait for a rate-limit slot or a closed circuit breaker."""
+
+    until: datetime
+    reason: str
+    detail: str
+
+
+def outcomes_record(*, deliveries: Sequence[Delivery], outcomes: dict, config_id: int | None,
+                    reports_delivery: bool = False) -> None:
+    """Apply ``{delivery_id: SendResult | ChannelError | Deferral}`` to claimed deliveries, in bulk.
+
+    ``reports_delivery``: the account's provider reports delivery later, so a fallback-chain
+    timeout starts at the send.
+    """
     now = timezone.now()
-    changes, retry_soon = [], []
+    changes, retry_soon, failed = [], [], []
     for delivery in deliveries:
         outcome = outcomes[delivery.id]
-        delivery.channel_config_id = config_id
         delivery.claim_token = None
         delivery.updated_at = now
+        if isinstance(outcome, Deferral):
+            delivery.status, delivery.reason, delivery.next_attempt_at = DeliveryStatus.PENDING, outcome.reason, \
+                outcome.until
+            delivery.attempts = max(0, delivery.attempts - 1)  # waiting is not an attempt
+            changes.append((delivery.id, DeliveryStatus.PENDING, outcome.detail))
+            delay = (outcome.until - now).total_seconds()
+            if delay <= settings.NOTIFYHUB_RETRY_COUNTDOWN_MAX_SECONDS:
+                retry_soon.append((delivery, max(0.0, delay)))
+            continue
+        delivery.channel_config_id = config_id
         if isinstance(outcome, SendResult):
             delivery.status, delivery.reason, delivery.detail = DeliveryStatus.SENT, "", outcome.detail
             delivery.sent_at, delivery.provider_message_id = now, outcome.provider_message_id
             delivery.next_attempt_at = None
+            timeout = delivery.message.template.fallback_timeout_seconds
+            if reports_delivery and timeout and delivery.message.template.routing == "fallback":
+                delivery.fallback_at = now + timedelta(seconds=timeout)
             changes.append((delivery.id, DeliveryStatus.SENT, f"attempt {delivery.attempts}: sent "
                             f"{outcome.provider_message_id} {outcome.detail}".strip()))
             continue
         _record_error(delivery, outcome, now, changes, retry_soon)
+        if delivery.status == DeliveryStatus.FAILED:
+            failed.append(delivery)
     Delivery.objects.bulk_update(deliveries, OUTCOME_FIELDS)
     events_record(changes=changes)
+    if failed:
+        from notifyhub.messaging.services.dispatch import fallback_next
+
+        fallback_next(deliveries=failed, why="failed")
     dead = [d for d in deliveries if isinstance(outcomes[d.id], DeadAddressError) and d.address]
     for delivery in dead:
         contact_point_deactivate(recipient_id=delivery.recipient_id, kind=delivery.channel,

@@ -1,0 +1,246 @@
+"""Sending through provider accounts: choice, rate limits, circuit breakers and failover.
+
+For each delivery the account is chosen among the enabled accounts of its kind (and app):
+the best priority first; among equal priorities at random in proportion to ``weight``; an
+account whose circuit breaker is open is passed over, and a half-open one gets one probe.
+Each account's rate (``ChannelConfig.rate_limit`` or the backend's provider default) is a
+slot reservation in Redis shared by every worker: a delivery waits for its slot when it is
+near (``MAX_SLOT_WAIT``) and otherwise goes back to ``pending`` until then, without counting
+an attempt. An account-level error (bad credentials, exhausted quota) opens the breaker and
+sends the delivery to the next account at once — it was refused, so it cannot go out twice.
+Transient errors count towards the breaker but are retried later, not failed over: a timeout
+may have delivered, and a second account must not repeat it.
+"""
+import logging
+import random
+import time
+from collections import defaultdict
+from datetime import timedelta
+from itertools import groupby
+
+from django.utils import timezone
+
+from channels_app.base import ChannelBackend
+from channels_app.breaker import breaker_allow, breaker_failure, breaker_success
+from channels_app.errors import (
+    AccountError,
+    ChannelConfigurationError,
+    ChannelError,
+    InvalidAddressError,
+    TransientChannelError,
+)
+from channels_app.message import OutboundMessage, SendResult
+from channels_app.models import ChannelConfig
+from channels_app.ratelimit import Rate, rate_parse, slot_reserve
+from channels_app.services import channel_backend_build
+from notifyhub.messaging.models import Delivery
+from notifyhub.messaging.services.outcomes import Deferral, outcomes_record
+
+logger = logging.getLogger(__name__)
+FLUSH_EVERY = 200
+FLUSH_SECONDS = 0.5
+#: A worker sleeps for a rate-limit slot at most this long; a later slot defers the delivery.
+MAX_SLOT_WAIT = 2.0
+#: Backends whose providers report delivery later (a fallback timeout starts at the send).
+UNLIMITED = {"", "0", "none"}
+
+
+def outbound(delivery: Delivery) -> OutboundMessage:
+    message = delivery.message
+    return OutboundMessage(
+        delivery_id=str(delivery.id), kind=delivery.channel, address=delivery.address,
+        content=delivery.content,
+        metadata={"message_id": str(message.id), "template": message.template.key,
+                  "recipient": delivery.recipient.external_id},
+    )
+
+
+class Flusher:
+    """Collects outcomes and writes them at least every ``FLUSH_SECONDS`` or ``FLUSH_EVERY``."""
+
+    def __init__(self, by_id: dict, *, config_id, reports_delivery: bool = False):
+        self.by_id, self.config_id, self.reports_delivery = by_id, config_id, reports_delivery
+        self.pending: dict = {}
+        self.flushed_at = time.monotonic()
+
+    def add(self, delivery_id: str, outcome) -> None:
+        self.pending[delivery_id] = outcome
+        if len(self.pending) >= FLUSH_EVERY or time.monotonic() - self.flushed_at >= FLUSH_SECONDS:
+            self.flush()
+
+    def fail_rest(self, error) -> None:
+        self.pending.update({key: error for key in self.by_id if key not in self.pending})
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        rows = [self.by_id.pop(key) for key in list(self.pending)]
+        outcomes_record(deliveries=rows, outcomes={d.id: self.pending[str(d.id)] for d in rows},
+                        config_id=self.config_id, reports_delivery=self.reports_delivery)
+        self.pending.clear()
+        self.flushed_at = time.monotonic()
+
+
+def account_rate(config: ChannelConfig, backend: type[ChannelBackend]) -> Rate | None:
+    text = (config.rate_limit or backend.default_rate or "").strip().lower()
+    return None if text in UNLIMITED else rate_parse(text)
+
+
+class AccountSender:
+    """Sends one batch of deliveries of one kind over its accounts, round by round: a round
+    assigns every delivery still to send to an account, sends, and returns the deliveries that
+    must fail over to another account with the accounts they must avoid."""
+
+    def __init__(self, configs: list[ChannelConfig]):
+        self.configs = configs
+        self.tiers = [list(tier) for _, tier in groupby(configs, key=lambda c: c.priority)]
+        self.backends: dict[int, ChannelBackend] = {}
+        self.last_error: dict = {}
+
+    def close(self) -> None:
+        for backend in self.backends.values():
+            try:
+                backend.close()
+            except Exception:  # closing must not hide the batch's outcome
+                logger.exception("Closing backend %s failed", backend.name)
+
+    # --- choice ------------------------------------------------------------------------------
+    def round(self, queue: list[tuple[Delivery, frozenset]]) -> list[tuple[Delivery, frozenset]]:
+        decisions: dict[int, object] = {}
+        assigned: dict[int, list[Delivery]] = defaultdict(list)
+        unplaced: dict = {}
+        for delivery, excluded in queue:
+            config = self._choose(delivery, excluded, decisions)
+            if config is None:
+                unplaced[delivery.id] = (delivery, excluded)
+            else:
+                assigned[config.pk].append(delivery)
+                delivery._excluded = excluded
+        self._unplaced(unplaced)
+        failover = []
+        by_pk = {c.pk: c for c in self.configs}
+        for config_pk, group in assigned.items():
+            failover += self._send(by_pk[config_pk], group)
+        return failover
+
+    def _choose(self, delivery: Delivery, excluded: frozenset, decisions: dict) -> ChannelConfig | None:
+        for tier in self.tiers:
+            candidates = [c for c in tier if c.pk not in excluded]
+            # Weighted order without replacement: key u^(1/w), largest first.
+            candidates.sort(key=lambda c: random.random() ** (1 / max(c.weight, 1)), reverse=True)
+            for config in candidates:
+                decision = decisions.get(config.pk)
+                if decision is None:
+                    decision = breaker_allow(config.pk, open_seconds=config.open_seconds,
+                                             failure_threshold=config.failure_threshold)
+                    decisions[config.pk] = decision
+                    if decision.allowed and decision.probe:
+                        decisions[config.pk] = "probe-taken"  # one delivery probes; the rest pass over
+                        delivery.explain.append(f"account {config.name}: circuit half-open, this delivery probes it")
+                        return config
+                if decision == "probe-taken" or not decision.allowed:
+                    delivery.explain.append(f"account {config.name}: circuit {getattr(decision, 'state', 'half_open')}"
+                                            ", passed over")
+                    continue
+                note = f"account {config.name} (priority {config.priority}"
+                note += f", weight {config.weight} of {sum(c.weight for c in tier)})" if len(tier) > 1 else ")"
+                delivery.explain.append(note)
+                return config
+        return None
+
+    def _unplaced(self, unplaced: dict) -> None:
+        """No account may take these: all circuits open (wait) or all accounts refused (fail)."""
+        if not unplaced:
+            return
+        wait = min(c.open_seconds for c in self.configs)
+        outcomes, rows = {}, []
+        for delivery, excluded in unplaced.values():
+            rows.append(delivery)
+            error = self.last_error.get(delivery.id)
+            if error is not None and len(excluded) >= len(self.configs):
+                delivery.explain.append("failover: every account refused")
+                outcomes[delivery.id] = error
+            else:
+                delivery.explain.append(f"every account's circuit is open: waiting {wait}s")
+                outcomes[delivery.id] = Deferral(until=timezone.now() + timedelta(seconds=wait), reason="circuit_open",
+                                                 detail="every account's circuit breaker is open")
+        outcomes_record(deliveries=rows, outcomes=outcomes, config_id=None)
+
+    # --- sending -----------------------------------------------------------------------------
+    def _backend(self, config: ChannelConfig) -> ChannelBackend:
+        if config.pk not in self.backends:
+            backend = channel_backend_build(kind=config.kind, config=config)
+            backend.open()
+            self.backends[config.pk] = backend
+        return self.backends[config.pk]
+
+    def _send(self, config: ChannelConfig, group: list[Delivery]) -> list[tuple[Delivery, frozenset]]:
+        by_id = {str(d.id): d for d in group}
+        failover: list = []
+        try:
+            backend = self._backend(config)
+            rate = account_rate(config, type(backend))
+        except (ChannelConfigurationError, ValueError) as exc:
+            logger.error("Account %s is misconfigured: %s", config.name, exc)
+            error = AccountError(f"{config.name} is misconfigured: {exc}", code="configuration_error")
+            return [self._refused(config, d, error) for d in group]
+        flusher = Flusher(by_id, config_id=config.pk, reports_delivery=getattr(backend, "reports_delivery", False))
+        successes = 0
+        try:
+            for delivery_id, outcome in self._outcomes(config, backend, rate, group, flusher):
+                delivery = by_id[delivery_id]
+                if isinstance(outcome, SendResult):
+                    successes += 1
+                elif isinstance(outcome, AccountError):
+                    breaker_failure(config.pk, failure_threshold=config.failure_threshold,
+                                    open_seconds=config.open_seconds, account_level=True)
+                    failover.append(self._refused(config, delivery, outcome))
+                    by_id.pop(delivery_id)
+                    continue
+                elif isinstance(outcome, TransientChannelError):
+                    change = breaker_failure(config.pk, failure_threshold=config.failure_threshold,
+                                             open_seconds=config.open_seconds)
+                    if change.opened:
+                        delivery.explain.append(f"account {config.name}: circuit opened after {change.failures} "
+                                                "consecutive failures")
+                elif isinstance(outcome, InvalidAddressError):
+                    delivery.explain.append(f"address refused by {config.name}: no failover for address errors")
+                flusher.add(delivery_id, outcome)
+        except Exception as exc:  # a backend bug must not strand the batch in "sending"
+            logger.exception("Backend %s failed unexpectedly", config.backend)
+            flusher.fail_rest(TransientChannelError(f"{exc.__class__.__name__}: {exc}", code="backend_error"))
+        finally:
+            flusher.flush()
+        if successes:
+            breaker_success(config.pk)
+        return failover
+
+    def _refused(self, config, delivery: Delivery, error: ChannelError):
+        delivery.explain.append(f"account {config.name} refused ({error.code or 'account error'}): failover")
+        self.last_error[delivery.id] = error
+        return delivery, delivery._excluded | {config.pk}
+
+    def _outcomes(self, config, backend, rate, group, flusher):
+        """Yield ``(delivery id, outcome)``; with a rate, one at a time in reserved slots."""
+        if rate is None:
+            for message, outcome in backend.send_many(outbound(d) for d in group):
+                yield message.delivery_id, outcome
+            return
+        key = f"account:{config.pk}"
+        for index, delivery in enumerate(group):
+            wait = slot_reserve(key, rate, max_wait=MAX_SLOT_WAIT)
+            if wait > MAX_SLOT_WAIT:
+                until = timezone.now() + timedelta(seconds=wait)
+                for later in group[index:]:
+                    later.explain.append(f"rate limit {rate} on {config.name}: next slot in {wait:.1f}s, deferred")
+                    yield str(later.id), Deferral(until=until, reason="rate_limited",
+                                                  detail=f"rate limit {rate} on {config.name}: waiting {wait:.1f}s")
+                return
+            if wait > 0:
+                time.sleep(wait)
+                if wait >= 0.05:
+                    delivery.explain.append(f"rate limit {rate} on {config.name}: waited {wait:.2f}s for a slot")
+            try:
+                yield str(delivery.id), backend.send(outbound(delivery))
+            except ChannelError as error:
+                yield str(delivery.id), error
