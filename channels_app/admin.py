@@ -4,6 +4,8 @@ Operators configure providers here, so the page must never show a stored secret 
 mask), must turn every schema problem into a form error, and must let them try an account
 ("Send test message") before real traffic depends on it.
 """
+import json
+
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseRedirect
@@ -13,6 +15,8 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
+from channels_app.breaker import breaker_reset, breaker_state
+from channels_app.content import CONTENT_PARTS
 from channels_app.errors import ChannelConfigurationError, ChannelError
 from channels_app.forms import ChannelConfigForm
 from channels_app.models import ChannelConfig, InboxEntry
@@ -54,14 +58,20 @@ def _backend_reference(name: str, cls) -> str:
 @admin.register(ChannelConfig)
 class ChannelConfigAdmin(admin.ModelAdmin):
     form = ChannelConfigForm
-    list_display = ("name", "kind", "backend", "enabled", "priority", "updated_at")
+    list_display = ("name", "kind", "backend", "enabled", "priority", "weight", "rate", "circuit", "updated_at")
     list_filter = ("kind", "backend", "enabled")
     search_fields = ("name", "backend")
     ordering = ("kind", "priority", "name")
-    readonly_fields = ("stored_secrets", "backend_reference", "created_at", "updated_at")
-    actions = ("send_test_message",)
+    readonly_fields = ("stored_secrets", "backend_reference", "circuit_breaker", "created_at", "updated_at")
+    actions = ("send_test_message", "reset_circuit_breaker")
     fieldsets = (
-        (None, {"fields": ("name", "kind", "backend", "enabled", "priority")}),
+        (None, {"fields": ("name", "kind", "backend", "enabled")}),
+        ("Routing and limits", {
+            "fields": ("priority", "weight", "rate_limit", "failure_threshold", "open_seconds", "circuit_breaker"),
+            "description": "Accounts of one kind are tried by priority (lowest first); equal priorities share "
+                           "traffic by weight. The circuit breaker passes over an account after consecutive "
+                           "failures or an account error, and probes it again after the open time.",
+        }),
         ("Options", {"fields": ("options", "secrets", "stored_secrets")}),
         ("Backend reference", {"fields": ("backend_reference",)}),
         ("History", {"fields": ("created_at", "updated_at")}),
@@ -79,6 +89,33 @@ class ChannelConfigAdmin(admin.ModelAdmin):
         if not masked:
             return "none"
         return format_html_join(mark_safe("<br>"), "<code>{}</code>: {}", sorted(masked.items()))
+
+    @admin.display(description="rate")
+    def rate(self, obj):
+        default = getattr(obj.backend_class, "default_rate", "") if obj.backend in all_backends() else ""
+        return obj.rate_limit or (f"{default} (provider default)" if default else "unlimited")
+
+    @admin.display(description="circuit")
+    def circuit(self, obj):
+        return breaker_state(obj.pk)["state"]
+
+    @admin.display(description="circuit breaker")
+    def circuit_breaker(self, obj):
+        if obj is None or not obj.pk:
+            return "—"
+        state = breaker_state(obj.pk)
+        parts = [f"state: {state['state']}", f"consecutive failures: {state['failures']}"]
+        if state["opened_at"]:
+            parts.append(f"opened at {state['opened_at']:%Y-%m-%d %H:%M:%S} UTC")
+        if state["reopen_at"]:
+            parts.append(f"probe from {state['reopen_at']:%Y-%m-%d %H:%M:%S} UTC")
+        return " · ".join(parts) + " — use the “Reset circuit breaker” action to close it."
+
+    @admin.action(description="Reset circuit breaker (close it)", permissions=("change",))
+    def reset_circuit_breaker(self, request, queryset):
+        for config in queryset:
+            breaker_reset(config.pk)
+        messages.success(request, f"Circuit breaker closed for {queryset.count()} account(s).")
 
     @admin.display(description="options of the backend")
     def backend_reference(self, obj):
@@ -114,12 +151,21 @@ class ChannelConfigAdmin(admin.ModelAdmin):
         if not self.has_change_permission(request, config):
             raise PermissionDenied
         address = (request.POST.get("address") or "").strip() if request.method == "POST" else ""
+        content_text = (request.POST.get("content") or "").strip() if request.method == "POST" else ""
         if request.method == "POST":
-            if not address:
+            try:
+                content = json.loads(content_text) if content_text else None
+            except json.JSONDecodeError as exc:
+                content = None
+                messages.error(request, f"Content is not valid JSON: {exc}")
+                address = ""
+            if content is not None and not isinstance(content, dict):
+                messages.error(request, "Content must be a JSON object of parts.")
+            elif not address:
                 messages.error(request, "Enter an address.")
             else:
                 try:
-                    result = channel_test_send(config=config, address=address)
+                    result = channel_test_send(config=config, address=address, content=content)
                 except ChannelError as exc:
                     messages.error(request, f"Test message to {address} failed: {exc.detail}")
                 except ChannelConfigurationError as exc:
@@ -136,6 +182,10 @@ class ChannelConfigAdmin(admin.ModelAdmin):
             "original": config,
             "title": f"Send a test message through {config.name}",
             "address": address,
+            "content": content_text,
+            "content_help": "Optional JSON object of content parts merged over the test message, e.g. "
+                            '{"template_code": "SMS_123"} for Aliyun or {"template_id": "...", "data": {...}} '
+                            "for WeChat. Parts: " + ", ".join(CONTENT_PARTS.get(config.kind, {})),
             "address_help": "Recipient external id (the inbox key)." if config.kind == "inapp"
             else f"A {config.get_kind_display()} address.",
         }

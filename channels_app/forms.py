@@ -42,7 +42,8 @@ class ChannelConfigForm(forms.ModelForm):
 
     class Meta:
         model = ChannelConfig
-        fields = ("name", "kind", "backend", "enabled", "priority", "options")
+        fields = ("name", "kind", "backend", "enabled", "priority", "weight", "rate_limit", "failure_threshold",
+                  "open_seconds", "options")
 
     def clean_options(self):
         options = self.cleaned_data.get("options")

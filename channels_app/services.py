@@ -57,8 +57,9 @@ def channel_config_save(*, config: ChannelConfig, secrets: dict | None = None) -
     return config
 
 
-def channel_test_send(*, config: ChannelConfig, address: str) -> SendResult:
-    """Send a fixed test message through ``config``; provider errors propagate to the caller."""
+def channel_test_send(*, config: ChannelConfig, address: str, content: dict | None = None) -> SendResult:
+    """Send a fixed test message through ``config`` (``content`` parts override the fixed ones,
+    e.g. a provider template code); provider errors propagate to the caller."""
     backend = channel_backend_build(kind=config.kind, config=config)
     address = backend.validate_address(address)
     message = OutboundMessage(
@@ -68,6 +69,8 @@ def channel_test_send(*, config: ChannelConfig, address: str) -> SendResult:
             "html": f"<p>Test message from channel <b>{config.name}</b>.</p>",
             "title": "notifyhub test message", "body": f"Test message from channel {config.name}.",
             "payload": {"test": True, "channel": config.name},
+            "markdown": f"**notifyhub** test message from channel `{config.name}`.",
+            **(content or {}),
         },
         metadata={"template": "notifyhub.test"},
     )

@@ -11,7 +11,7 @@ from preferences.models import Category, ContactPoint, Preference, Recipient
 class ContactPointInline(admin.TabularInline):
     model = ContactPoint
     extra = 0
-    fields = ("kind", "address", "label", "active", "deactivated_reason", "created_at")
+    fields = ("kind", "address", "app", "label", "active", "deactivated_reason", "created_at")
     readonly_fields = ("created_at",)
 
 
@@ -35,7 +35,7 @@ class RecipientAdmin(admin.ModelAdmin):
 
 @admin.register(ContactPoint)
 class ContactPointAdmin(admin.ModelAdmin):
-    list_display = ("address", "kind", "recipient", "label", "active", "deactivated_reason", "created_at")
+    list_display = ("address", "kind", "app", "recipient", "label", "active", "deactivated_reason", "created_at")
     list_filter = ("kind", "active")
     search_fields = ("address", "recipient__external_id", "recipient__name")
     list_select_related = ("recipient",)
@@ -58,7 +58,7 @@ class ContactPointAdmin(admin.ModelAdmin):
 
 @admin.register(Category)
 class CategoryAdmin(admin.ModelAdmin):
-    list_display = ("key", "name", "critical", "channel_defaults")
+    list_display = ("key", "name", "critical", "quiet_hours", "over_cap", "channel_defaults")
     list_filter = ("critical",)
     search_fields = ("key", "name")
     ordering = ("key",)

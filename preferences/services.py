@@ -24,6 +24,7 @@ class RecipientInput:
     timezone: str | None = None
     data: dict | None = None
     contacts: dict[str, str] = field(default_factory=dict)  # kind -> normalised address
+    quiet_hours: tuple | None = None  # (start, end) times; (None, None) clears them
 
 
 @transaction.atomic
@@ -43,6 +44,9 @@ def recipients_upsert(*, items: Sequence[RecipientInput]) -> dict[str, Recipient
             if value is not None and getattr(recipient, name) != value:
                 setattr(recipient, name, value)
                 dirty = True
+        if item.quiet_hours is not None and (recipient.quiet_start, recipient.quiet_end) != item.quiet_hours:
+            recipient.quiet_start, recipient.quiet_end = item.quiet_hours
+            dirty = True
         if dirty and recipient.pk:
             changed.append(recipient)
         existing[external_id] = recipient
@@ -51,7 +55,7 @@ def recipients_upsert(*, items: Sequence[RecipientInput]) -> dict[str, Recipient
         if any(r.pk is None for r in new):  # backends without RETURNING
             existing.update(Recipient.objects.in_bulk([r.external_id for r in new], field_name="external_id"))
     if changed:
-        Recipient.objects.bulk_update(changed, [*PROFILE_FIELDS, "updated_at"])
+        Recipient.objects.bulk_update(changed, [*PROFILE_FIELDS, "quiet_start", "quiet_end", "updated_at"])
     _contacts_set(recipients=existing, items=by_id)
     return existing
 

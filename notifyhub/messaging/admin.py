@@ -18,7 +18,7 @@ from django.utils.html import escape, format_html, format_html_join
 from notifyhub.messaging.models import Delivery, DeliveryEvent, Message, MessageRecipient, Template
 from notifyhub.messaging.rendering import recipient_context, render_parts
 from notifyhub.messaging.services.maintenance import message_cancel
-from notifyhub.messaging.template_checks import template_content_check
+from notifyhub.messaging.template_checks import template_content_check, template_routing_check
 
 INLINE_DELIVERY_LIMIT = 100
 _JSON_WIDGET = forms.Textarea(attrs={"rows": 10, "cols": 100, "style": "font-family: monospace"})
@@ -46,8 +46,10 @@ class ReadOnlyAdminMixin:
 class TemplateForm(forms.ModelForm):
     class Meta:
         model = Template
-        fields = ("key", "name", "category", "active", "variables", "content", "translations", "sample_context")
-        widgets = {name: _JSON_WIDGET for name in ("variables", "content", "translations", "sample_context")}
+        fields = ("key", "name", "category", "active", "variables", "content", "translations", "sample_context",
+                  "routing", "fallback_chain", "fallback_timeout_seconds", "dedup_window_seconds")
+        widgets = {name: _JSON_WIDGET for name in ("variables", "content", "translations", "sample_context",
+                                                   "fallback_chain")}
 
     def clean(self):
         cleaned = super().clean()
@@ -64,8 +66,10 @@ class TemplateForm(forms.ModelForm):
             return cleaned
         try:
             template_content_check(content=content, translations=translations, variables=variables)
+            template_routing_check(routing=cleaned.get("routing"), fallback_chain=cleaned.get("fallback_chain"),
+                                   content=content)
         except ValidationError as exc:
-            self.add_error(None, exc)  # keyed "content", "translations" or "variables"
+            self.add_error(None, exc)  # keyed "content", "translations", "variables" or "fallback_chain"
         return cleaned
 
 
@@ -118,6 +122,9 @@ class TemplateAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("key", "name", "category", "active")}),
         ("Content", {"fields": ("variables", "content", "translations")}),
+        ("Routing", {"fields": ("routing", "fallback_chain", "fallback_timeout_seconds", "dedup_window_seconds"),
+                     "description": 'Fallback: e.g. ["push", "sms", "email"]; the next channel is tried only when '
+                                    "the previous cannot deliver."}),
         ("Preview", {"fields": ("sample_context", "preview"),
                      "description": "Saved content rendered against the sample context; save to refresh."}),
         ("History", {"fields": ("created_at", "updated_at")}),

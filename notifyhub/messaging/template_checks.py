@@ -39,3 +39,18 @@ def template_content_check(*, content: dict, translations: dict, variables: list
                     f"{field}.{kind} uses undeclared variables: {', '.join(sorted(undeclared))}.")
     if errors:
         raise ValidationError(errors)
+
+
+def template_routing_check(*, routing: str, fallback_chain: list, content: dict) -> None:
+    """A fallback chain names two or more different kinds, each with content in the template."""
+    if routing != "fallback":
+        return
+    if not isinstance(fallback_chain, list) or len(fallback_chain) < 2 or len(set(fallback_chain)) != len(
+            fallback_chain):
+        raise ValidationError({"fallback_chain": ["Name two or more different channel kinds, in order."]})
+    unknown = [kind for kind in fallback_chain if kind not in ChannelKind.values]
+    if unknown:
+        raise ValidationError({"fallback_chain": [f"Unknown channel kinds: {', '.join(map(str, unknown))}."]})
+    missing = [kind for kind in fallback_chain if kind not in (content or {})]
+    if missing:
+        raise ValidationError({"fallback_chain": [f"The template has no content for {', '.join(missing)}."]})

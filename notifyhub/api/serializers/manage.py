@@ -8,7 +8,7 @@ from channels_app.registry import all_backends
 from channels_app.services import channel_config_save
 from notifyhub.api.fields import StrictBooleanField, StrictCharField, StrictChoiceField, StrictIntegerField
 from notifyhub.messaging.models import Template
-from notifyhub.messaging.template_checks import template_content_check
+from notifyhub.messaging.template_checks import template_content_check, template_routing_check
 from preferences.models import Category
 
 
@@ -19,8 +19,22 @@ class CategorySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Category
-        fields = ("key", "name", "description", "critical", "channel_defaults")
+        fields = ("key", "name", "description", "critical", "channel_defaults", "quiet_hours", "frequency_caps",
+                  "over_cap")
         ref_name = "Category"
+
+    def validate_frequency_caps(self, value):
+        if not isinstance(value, list):
+            raise serializers.ValidationError('Expected a list like [{"channel": "sms", "limit": 3, "period": 86400}].')
+        for index, cap in enumerate(value):
+            if not isinstance(cap, dict) or set(cap) != {"channel", "limit", "period"}:
+                raise serializers.ValidationError(f"[{index}]: expected exactly channel, limit and period.")
+            if cap["channel"] != "*" and cap["channel"] not in ChannelKind.values:
+                raise serializers.ValidationError(f"[{index}].channel: a channel kind or \"*\".")
+            for field in ("limit", "period"):
+                if not isinstance(cap[field], int) or isinstance(cap[field], bool) or cap[field] < 1:
+                    raise serializers.ValidationError(f"[{index}].{field}: a positive integer.")
+        return value
 
     def validate_channel_defaults(self, value):
         if not isinstance(value, dict):
@@ -42,9 +56,13 @@ class TemplateSerializer(serializers.ModelSerializer):
     sample_context = serializers.DictField(required=False, default=dict)
     active = StrictBooleanField(required=False, default=True)
 
+    fallback_chain = serializers.ListField(child=StrictChoiceField(choices=ChannelKind.choices), required=False,
+                                           default=list)
+
     class Meta:
         model = Template
         fields = ("key", "name", "category", "variables", "content", "translations", "sample_context",
+                  "routing", "fallback_chain", "fallback_timeout_seconds", "dedup_window_seconds",
                   "active", "created_at", "updated_at")
         read_only_fields = ("created_at", "updated_at")
         ref_name = "Template"
@@ -55,6 +73,14 @@ class TemplateSerializer(serializers.ModelSerializer):
                 content=attrs.get("content", getattr(self.instance, "content", {})),
                 translations=attrs.get("translations", getattr(self.instance, "translations", {})),
                 variables=attrs.get("variables", getattr(self.instance, "variables", [])),
+            )
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from None
+        try:
+            template_routing_check(
+                routing=attrs.get("routing", getattr(self.instance, "routing", "all")),
+                fallback_chain=attrs.get("fallback_chain", getattr(self.instance, "fallback_chain", [])),
+                content=attrs.get("content", getattr(self.instance, "content", {})),
             )
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.message_dict) from None
@@ -73,11 +99,16 @@ class ChannelConfigSerializer(serializers.ModelSerializer):
     secrets_set = serializers.SerializerMethodField(help_text="Secret option names that are set, masked.")
     enabled = StrictBooleanField(required=False, default=True)
     priority = StrictIntegerField(required=False, default=100)
+    weight = StrictIntegerField(required=False, default=1, min_value=1)
+    rate_limit = StrictCharField(required=False, allow_blank=True, default="", max_length=20)
+    failure_threshold = StrictIntegerField(required=False, default=5, min_value=1)
+    open_seconds = StrictIntegerField(required=False, default=60, min_value=1)
+    breaker = serializers.SerializerMethodField(help_text="Circuit breaker: state, failures, reopen_at.")
 
     class Meta:
         model = ChannelConfig
-        fields = ("name", "kind", "backend", "options", "secrets", "secrets_set", "enabled", "priority",
-                  "created_at", "updated_at")
+        fields = ("name", "kind", "backend", "options", "secrets", "secrets_set", "enabled", "priority", "weight",
+                  "rate_limit", "failure_threshold", "open_seconds", "breaker", "created_at", "updated_at")
         read_only_fields = ("created_at", "updated_at")
         ref_name = "ChannelConfig"
 
@@ -87,6 +118,12 @@ class ChannelConfigSerializer(serializers.ModelSerializer):
 
     def get_secrets_set(self, obj) -> dict[str, str]:
         return obj.masked_secrets()
+
+    def get_breaker(self, obj) -> dict:
+        from channels_app.breaker import breaker_state
+
+        state = breaker_state(obj.pk)
+        return {key: value.isoformat() if hasattr(value, "isoformat") else value for key, value in state.items()}
 
     def validate(self, attrs):
         backend = all_backends()[attrs.get("backend", getattr(self.instance, "backend", ""))]

@@ -5,7 +5,7 @@ from rest_framework import serializers
 from channels_app.kinds import ChannelKind
 from notifyhub.api.fields import StrictBooleanField, StrictChoiceField
 from notifyhub.api.serializers.recipients import RecipientRefField
-from notifyhub.messaging.models import Delivery, DeliveryEvent, Message, Template
+from notifyhub.messaging.models import Delivery, DeliveryEvent, Message, MessagePriority, Template
 from notifyhub.messaging.services.accept import MessageRejected, context_check
 
 
@@ -24,6 +24,11 @@ class MessageCreateSerializer(serializers.Serializer):
         help_text="Only these channel kinds; default: every kind the template has content for.",
     )
     send_at = serializers.DateTimeField(required=False, allow_null=True, help_text="Send later (ISO 8601).")
+    priority = StrictChoiceField(
+        choices=MessagePriority.choices, required=False, default=MessagePriority.NORMAL,
+        help_text="high: the transactional lane (one-time passwords, alerts); normal: the bulk lane unless the "
+                  "template's category is critical.",
+    )
     dry_run = StrictBooleanField(required=False, default=False,
                                  help_text="Answer with decisions and rendered content; write nothing.")
 
@@ -51,8 +56,8 @@ class DeliverySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Delivery
-        fields = ("id", "recipient", "channel", "address", "status", "reason", "detail", "attempts",
-                  "next_attempt_at", "channel_account", "provider_message_id", "sent_at", "explain")
+        fields = ("id", "recipient", "channel", "address", "lane", "status", "reason", "detail", "attempts",
+                  "next_attempt_at", "channel_account", "provider_message_id", "sent_at", "fallback_from", "explain")
         ref_name = "Delivery"
 
 
@@ -96,6 +101,8 @@ class PlannedDeliverySerializer(serializers.Serializer):
     status = serializers.CharField()
     reason = serializers.CharField()
     address = serializers.CharField()
+    lane = serializers.CharField()
+    next_attempt_at = serializers.DateTimeField(allow_null=True)
     content = serializers.DictField()
     explain = serializers.ListField(child=serializers.CharField())
 

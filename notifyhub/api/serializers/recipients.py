@@ -8,6 +8,7 @@ from rest_framework import serializers
 from channels_app.kinds import ChannelKind
 from notifyhub.api.fields import StrictBooleanField, StrictCharField, StrictChoiceField, StrictEmailField
 from preferences.models import Category, ContactPoint, Preference, Recipient
+from preferences.quiet_hours import quiet_hours_parse
 from preferences.services import PreferenceInput, RecipientInput
 from preferences.validators import normalize_address, normalize_phone, validate_timezone
 
@@ -19,6 +20,28 @@ def _django_to_drf(validator, value):
         raise serializers.ValidationError(exc.messages) from None
 
 
+@extend_schema_field({
+    "type": "object", "nullable": True,
+    "properties": {"start": {"type": "string", "example": "22:00"}, "end": {"type": "string", "example": "08:00"}},
+})
+class QuietHoursField(serializers.Field):
+    """``{"start": "HH:MM", "end": "HH:MM"}`` in the recipient's timezone."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict) or set(data) != {"start", "end"}:
+            raise serializers.ValidationError('Expected {"start": "HH:MM", "end": "HH:MM"}.')
+        if not all(isinstance(v, str) for v in data.values()):
+            raise serializers.ValidationError("start and end are strings like 22:00.")
+        try:
+            window = quiet_hours_parse(start=data["start"], end=data["end"])
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        return window or False  # start == end: no quiet hours
+
+    def to_representation(self, value):
+        return value
+
+
 class RecipientFieldsSerializer(serializers.Serializer):
     """Profile and contact fields shared by inline recipients and ``PUT /recipients/{id}``."""
 
@@ -28,6 +51,9 @@ class RecipientFieldsSerializer(serializers.Serializer):
     locale = StrictCharField(max_length=35, required=False, allow_blank=True, help_text="BCP 47, e.g. zh-CN.")
     timezone = StrictCharField(max_length=64, required=False, allow_blank=True, help_text="IANA, e.g. Asia/Shanghai.")
     data = serializers.DictField(required=False, help_text="Free data, visible to templates as recipient.data.")
+    quiet_hours = QuietHoursField(required=False, allow_null=True,
+                                  help_text='Local time window with no non-critical sends, e.g. '
+                                            '{"start": "22:00", "end": "08:00"}; null clears it.')
 
     def validate_phone(self, value):
         return _django_to_drf(normalize_phone, value)
@@ -43,9 +69,11 @@ class RecipientFieldsSerializer(serializers.Serializer):
         data = self.validated_data
         contacts = {kind: data[field] for field, kind in (("email", ChannelKind.EMAIL), ("phone", ChannelKind.SMS))
                     if data.get(field)}
+        quiet = data.get("quiet_hours", ...)
         return RecipientInput(
             external_id=external_id, name=data.get("name"), locale=data.get("locale"),
             timezone=data.get("timezone"), data=data.get("data"), contacts=contacts,
+            quiet_hours=None if quiet is ... else ((quiet.start, quiet.end) if quiet else (None, None)),
         )
 
 
@@ -130,8 +158,16 @@ class RecipientSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Recipient
-        fields = ("external_id", "name", "locale", "timezone", "data", "contacts", "created_at", "updated_at")
+        fields = ("external_id", "name", "locale", "timezone", "quiet_hours", "data", "contacts", "created_at",
+                  "updated_at")
         ref_name = "Recipient"
+
+    quiet_hours = serializers.SerializerMethodField()
+
+    def get_quiet_hours(self, obj) -> dict | None:
+        if obj.quiet_start is None or obj.quiet_end is None:
+            return None
+        return {"start": obj.quiet_start.strftime("%H:%M"), "end": obj.quiet_end.strftime("%H:%M")}
 
 
 class RecipientUpsertSerializer(RecipientFieldsSerializer):

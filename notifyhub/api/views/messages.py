@@ -102,9 +102,9 @@ class MessageListCreateView(generics.ListAPIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         common = {"template": data["template"], "to": data["to"], "context": data["context"],
-                  "channels": data.get("channels", [])}
+                  "channels": data.get("channels", []), "priority": data["priority"]}
         if data["dry_run"]:
-            plans = message_preview(**common)
+            plans = message_preview(send_at=data.get("send_at"), **common)
             body = DryRunSerializer({"dry_run": True, "deliveries": plans}).data
             if record:
                 idempotency_finish(record=record, status_code=200, body=body)

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from notifyhub.messaging.models import Message, MessageRecipient, MessageStatus, Template
+from notifyhub.messaging.models import Message, MessagePriority, MessageRecipient, MessageStatus, Template
 from notifyhub.messaging.queueing import dispatch_enqueue
 from notifyhub.messaging.rendering import RenderError, recipient_context, render_parts
 from notifyhub.messaging.services.dispatch import DeliveryPlan, deliveries_plan, message_dispatch_inline
@@ -67,6 +67,7 @@ def _recipients_resolve(to: Sequence[str | RecipientInput]) -> list[Recipient]:
 def message_accept(
     *, api_key, template: Template, to: Sequence[str | RecipientInput], context: dict,
     channels: Sequence[str] = (), send_at: datetime | None = None, idempotency_key: str = "",
+    priority: str = MessagePriority.NORMAL,
 ) -> Message:
     context_check(template=template, context=context)
     recipients = _recipients_resolve(to)
@@ -74,7 +75,7 @@ def message_accept(
     inline = not scheduled and len(recipients) <= settings.NOTIFYHUB_INLINE_DISPATCH_MAX
     message = Message.objects.create(
         template=template, context=context, api_key=api_key, idempotency_key=idempotency_key or "",
-        channels=list(channels), send_at=send_at, recipient_count=len(recipients),
+        channels=list(channels), send_at=send_at, recipient_count=len(recipients), priority=priority,
         status=MessageStatus.SCHEDULED if scheduled else (
             MessageStatus.PROCESSING if inline else MessageStatus.ACCEPTED),
     )
@@ -91,12 +92,15 @@ def message_accept(
 
 def message_preview(
     *, template: Template, to: Sequence[str | RecipientInput], context: dict, channels: Sequence[str] = (),
+    send_at: datetime | None = None, priority: str = MessagePriority.NORMAL,
 ) -> list[DeliveryPlan]:
-    """What ``message_accept`` would decide and render, with nothing written."""
+    """What ``message_accept`` would decide and render, with nothing written (the dedup and
+    frequency-cap counters are only read). Rules that depend on time judge at ``send_at``."""
     with transaction.atomic():
         context_check(template=template, context=context)
         recipients = _recipients_resolve(to)
-        message = Message(template=template, context=context, channels=list(channels))
-        plans = deliveries_plan(message=message, recipients=recipients)
+        message = Message(template=template, context=context, channels=list(channels), send_at=send_at,
+                          priority=priority)
+        plans = deliveries_plan(message=message, recipients=recipients, reserve=False)
         transaction.set_rollback(True)
     return plans
