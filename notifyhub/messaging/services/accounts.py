@@ -33,7 +33,7 @@ from channels_app.message import OutboundMessage, SendResult
 from channels_app.models import ChannelConfig
 from channels_app.ratelimit import Rate, rate_parse, slot_reserve
 from channels_app.services import channel_backend_build
-from notifyhub.messaging.models import Delivery
+from notifyhub.messaging.models import Delivery, DeliveryStatus
 from notifyhub.messaging.services.outcomes import Deferral, outcomes_record
 
 logger = logging.getLogger(__name__)
@@ -79,6 +79,9 @@ class Flusher:
                         config_id=self.config_id, reports_delivery=self.reports_delivery)
         self.pending.clear()
         self.flushed_at = time.monotonic()
+        if self.by_id:  # still working on the rest (a rate-limited batch): tell the sweeper so
+            Delivery.objects.filter(pk__in=[d.pk for d in self.by_id.values()],
+                                    status=DeliveryStatus.SENDING).update(claimed_at=timezone.now())
 
 
 def account_rate(config: ChannelConfig, backend: type[ChannelBackend]) -> Rate | None:
