@@ -35,7 +35,8 @@ def smtp_options(port: int) -> dict:
 
 
 def channel_post(**overrides) -> dict:
-    data = {"name": "mail", "kind": "email", "backend": "smtp", "enabled": "on", "priority": "100",
+    data = {"name": "mail", "kind": "email", "backend": "smtp", "enabled": "on", "priority": "100", "weight": "1",
+            "rate_limit": "", "failure_threshold": "5", "open_seconds": "60",
             "options": json.dumps(smtp_options(2525)), "secrets": ""}
     data.update(overrides)
     return data
@@ -119,6 +120,7 @@ def test_template_form_runs_content_checks(admin_client):
     category = factories.category()
     data = {"key": "welcome", "name": "Welcome", "category": category.pk, "active": "on",
             "variables": json.dumps(["name"]), "translations": "{}", "sample_context": "{}",
+            "routing": "all", "fallback_chain": "[]", "fallback_timeout_seconds": 0, "dedup_window_seconds": 0,
             "content": json.dumps({"email": {"subject": "Hi {{ name }}", "text": "{{ code }}"}})}
     response = admin_client.post(url(Template, "add"), data)
     assert response.status_code == 200
