@@ -136,7 +136,25 @@ class ChannelConfigSerializer(serializers.ModelSerializer):
         if unknown:
             raise serializers.ValidationError({"secrets": [f"Not secret options of {backend.name}: "
                                                            f"{', '.join(unknown)}."]})
+        self._options_check(backend, options, secrets, partial="options" not in attrs)
         return attrs
+
+    def _options_check(self, backend, options: dict, secrets: dict, *, partial: bool) -> None:
+        """The backend's own schema, with errors nested under ``options`` or ``secrets`` by field."""
+        stored_options = getattr(self.instance, "options", None) or {}
+        stored_secrets = self.instance.secrets if self.instance is not None else {}
+        merged = {**stored_secrets, **{k: v for k, v in secrets.items() if v not in ("", None)}}
+        merged.update(stored_options if partial else {})
+        merged.update(options)
+        try:
+            backend.validate_options(merged)
+        except serializers.ValidationError as exc:
+            detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+            nested: dict = {}
+            for field, messages in detail.items():
+                group = "secrets" if field in backend.secret_fields else "options"
+                nested.setdefault(group, {})[field] = messages
+            raise serializers.ValidationError(nested) from None
 
     def _save(self, config: ChannelConfig, attrs: dict) -> ChannelConfig:
         secrets = attrs.pop("secrets", {})
