@@ -98,10 +98,12 @@ def worker_env(**overrides) -> dict:
 class WorkerProcess:
     """A real ``celery worker`` (with an embedded beat) in its own process."""
 
-    def __init__(self, tmp_path: Path, name: str = "w1", concurrency: int = 2, beat: bool = True, **env):
+    def __init__(self, tmp_path: Path, name: str = "w1", concurrency: int = 2, beat: bool = True,
+                 queues: str = ALL_QUEUES, nice: int = 0, pool: str = "prefork", **env):
         self.log_path = tmp_path / f"worker-{name}.log"
-        args = [sys.executable, "-m", "celery", "-A", "notifyhub", "worker", "-Q", ALL_QUEUES,
-                "--concurrency", str(concurrency), "--loglevel", "INFO", "-n", f"{name}@%h",
+        args = ["nice", "-n", str(nice)] if nice else []
+        args += [sys.executable, "-m", "celery", "-A", "notifyhub", "worker", "-Q", queues,
+                "--concurrency", str(concurrency), "--pool", pool, "--loglevel", "INFO", "-n", f"{name}@%h",
                 "--without-mingle", "--without-gossip", "--without-heartbeat"]
         if beat:
             args += ["--beat", "--scheduler", "celery.beat:PersistentScheduler",

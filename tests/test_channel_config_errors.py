@@ -64,15 +64,15 @@ def test_rate_limit_is_validated(api):
 def test_contact_points_add_list_remove(api):
     person = factories.recipient(email=None)
     url = f"/api/v1/recipients/{person.external_id}/contact-points"
-    token = "f" * 64
+    token, fcm_token = "f" * 64, "dGVzdC1kZXZpY2U:APA91bH-token-1"
     added = api.post(url, data=json.dumps({"kind": "push", "app": "apns", "address": token, "label": "iPhone"}),
                      content_type="application/json")
     assert added.status_code == 201, added.content
-    second = api.post(url, data=json.dumps({"kind": "push", "app": "fcm", "address": "dGVzdC1kZXZpY2U:APA91bH-token-1"}),
+    second = api.post(url, data=json.dumps({"kind": "push", "app": "fcm", "address": fcm_token}),
                       content_type="application/json")
     assert second.status_code == 201, second.content
     listed = api.get(url).json()
-    assert sorted((p["app"], p["address"]) for p in listed) == [("apns", token), ("fcm", "dGVzdC1kZXZpY2U:APA91bH-token-1")]
+    assert sorted((p["app"], p["address"]) for p in listed) == [("apns", token), ("fcm", fcm_token)]
     assert api.delete(f"{url}/{added.json()['id']}").status_code == 204
     assert [p["app"] for p in api.get(url).json()] == ["fcm"]
 
