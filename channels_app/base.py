@@ -70,6 +70,8 @@ class ChannelBackend:
     needs_account: ClassVar[bool] = True
     #: The provider's own sending limit for one account, e.g. ``"20/m"`` or ``"1/s"`` ("" = none).
     default_rate: ClassVar[str] = ""
+    #: The provider reports delivery later (receipts, tracking webhooks), so ``sent`` is not final.
+    reports_delivery: ClassVar[bool] = False
 
     def __init__(self, *, options: dict | None = None, account: str = "", callback_url: str = ""):
         self.options = dict(options or {})

@@ -3,7 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from notifyhub import health
-from notifyhub.api.views.hooks import channel_callback
+from notifyhub.api.views.hooks import anymail_patterns, channel_callback
 
 admin.site.site_header = "notifyhub"
 admin.site.site_title = "notifyhub admin"
@@ -16,7 +16,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("hooks/channels/<str:name>/", channel_callback, name="channel-callback"),
-    path("hooks/anymail/", include("anymail.urls")),
+    path("hooks/anymail/", include((anymail_patterns(), "anymail"))),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
 ]

@@ -4,6 +4,7 @@ message falls back to SMS; a working one gets push only. The dead address is nev
 import json
 import re
 import threading
+import time
 import uuid
 
 import pytest
@@ -128,3 +129,50 @@ def test_fallback_push_to_sms(api, start_worker, httpserver):
     assert (retry["push"].status, retry["push"].reason) == ("skipped", "suppressed")
     assert retry["sms"].status == "sent"
     assert peers.dead_hits == 1
+
+
+def sms_then_inapp(peers, httpserver, timeout: int):
+    factories.inapp_channel()
+    factories.channel(name="twilio-main", kind="sms", backend="twilio", rate_limit="none", options={
+        "account_sid": "AC" + "3" * 32, "from_number": "+14155550100",
+        "api_base": httpserver.url_for("").rstrip("/")}, secrets={"auth_token": "e" * 32})
+    return factories.template(routing="fallback", fallback_chain=["sms", "inapp"], fallback_timeout_seconds=timeout,
+                              content={"sms": {"text": "Code {{ code }}"}, "inapp": {"title": "Code {{ code }}"}})
+
+
+def twilio_callback(client, sid: str, status: str):
+    import base64
+    import hashlib
+    import hmac
+    from urllib.parse import urlencode
+
+    url = "https://notify.example.com/hooks/channels/twilio-main/"
+    params = {"MessageSid": sid, "MessageStatus": status, "AccountSid": "AC" + "3" * 32}
+    data = url + "".join(f"{k}{params[k]}" for k in sorted(params))
+    signature = base64.b64encode(hmac.new(b"e" * 32, data.encode(), hashlib.sha1).digest()).decode()
+    return client.post("/hooks/channels/twilio-main/", data=urlencode(params),
+                       content_type="application/x-www-form-urlencoded", HTTP_X_TWILIO_SIGNATURE=signature)
+
+
+def test_fallback_when_not_delivered_within_the_timeout(api, client, start_worker, httpserver, settings):
+    settings.NOTIFYHUB_PUBLIC_URL = "https://notify.example.com"
+    peers = Peers(httpserver)
+    template = sms_then_inapp(peers, httpserver, timeout=2)
+    late, on_time, failed = (person(f"+1415555200{n}") for n in range(3))
+    start_worker()
+    message = send(api, template, [late, on_time, failed])
+    wait_until(lambda: Delivery.objects.filter(message_id=message, channel="sms", status="sent").count() == 3,
+               timeout=30, message="SMS sent")
+    sms = {d.recipient_id: d for d in Delivery.objects.filter(message_id=message, channel="sms")}
+    assert twilio_callback(client, sms[on_time.pk].provider_message_id, "delivered").status_code == 204
+    assert twilio_callback(client, sms[failed.pk].provider_message_id, "undelivered").status_code == 204
+
+    # The failed report falls back at once; the silent one after the 2 s timeout; the delivered one never.
+    assert by_channel(message, failed)["inapp"].fallback_from_id == sms[failed.pk].id
+    wait_until(lambda: "inapp" in by_channel(message, late), timeout=30, message="timeout fallback")
+    fallback = by_channel(message, late)["inapp"]
+    assert fallback.fallback_from_id == sms[late.pk].id
+    assert any("not delivered within the fallback timeout" in line for line in fallback.explain)
+    time.sleep(3)
+    assert set(by_channel(message, on_time)) == {"sms"}
+    assert by_channel(message, on_time)["sms"].status == "delivered"

@@ -179,5 +179,14 @@ def test_twilio_status_callback_with_bad_signature_is_403_and_changes_nothing(ap
     assert DeliveryEvent.objects.filter(delivery=delivery).count() == events
 
 
+def test_tracking_webhooks_are_refused_without_a_webhook_secret(api, client, email_channel, settings):
+    settings.ANYMAIL = {"MAILGUN_WEBHOOK_SIGNING_KEY": SIGNING_KEY}
+    person = factories.recipient()
+    delivery = sent_email(api, person, "<m3@mg.example.com>")
+    response = post_mailgun(client, mailgun_event("delivered", "<m3@mg.example.com>", "x@example.com"))
+    assert response.status_code == 403
+    assert Delivery.objects.get(pk=delivery.pk).status == "sent"
+
+
 def test_callback_for_unknown_account_is_404(client):
     assert client.post("/hooks/channels/nope/", data={}).status_code == 404

@@ -149,6 +149,7 @@ class AliyunBackend(HttpChannelBackend):
     #: SendSms's documented per-account API limit; the per-number flow control (one code a
     #: minute per number...) is answered as isv.BUSINESS_LIMIT_CONTROL and retried.
     default_rate = "5000/s"
+    reports_delivery = True  # status callbacks / delivery receipts
 
     @classmethod
     def validate_address(cls, address: str) -> str:

@@ -58,6 +58,7 @@ class AnymailBackend(EmailChannelBackend):
     """Base for the generated per-ESP classes; ``esp`` names the anymail backend module."""
 
     esp: str = ""
+    reports_delivery = True  # through the ESP's tracking webhooks
     Options = AnymailOptions
     secret_fields = frozenset({"esp_credentials"})
 

@@ -165,6 +165,7 @@ class TencentBackend(HttpChannelBackend):
     secret_fields = frozenset({"secret_key", "callback_token"})
     #: SendSms's documented default request limit.
     default_rate = "3000/s"
+    reports_delivery = True  # status callbacks / delivery receipts
 
     @classmethod
     def validate_address(cls, address: str) -> str:

@@ -166,6 +166,7 @@ class TwilioBackend(HttpChannelBackend):
     #: A long-code number sends one segment per second; short codes and services go faster
     #: (raise the account's rate limit accordingly).
     default_rate = "1/s"
+    reports_delivery = True  # status callbacks / delivery receipts
 
     @classmethod
     def validate_address(cls, address: str) -> str:

@@ -56,3 +56,24 @@ def channel_callback(request, name: str):
     logger.info("Callback for %s: %s", name, result)
     status, content_type, body = backend.receipt_response(receipts)
     return HttpResponse(body, status=status, content_type=content_type)
+
+
+def anymail_patterns():
+    """anymail's webhook URLs, refused (403) while no ``ANYMAIL_WEBHOOK_SECRET`` is set:
+    anymail alone would only log a warning and accept tracking posts from anyone."""
+    from functools import wraps
+
+    from anymail.urls import urlpatterns
+    from django.urls import URLPattern
+
+    def guarded(view):
+        @wraps(view)
+        def wrapper(request, *args, **kwargs):
+            if not (getattr(settings, "ANYMAIL", None) or {}).get("WEBHOOK_SECRET"):
+                logger.warning("Refused an anymail webhook: ANYMAIL_WEBHOOK_SECRET is not set")
+                return HttpResponse("tracking webhooks are disabled: set ANYMAIL_WEBHOOK_SECRET", status=403,
+                                    content_type="text/plain")
+            return view(request, *args, **kwargs)
+        return csrf_exempt(wrapper)
+
+    return [URLPattern(p.pattern, guarded(p.callback), p.default_args, p.name) for p in urlpatterns]

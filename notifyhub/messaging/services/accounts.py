@@ -162,6 +162,8 @@ class AccountSender:
             error = self.last_error.get(delivery.id)
             if error is not None and len(excluded) >= len(self.configs):
                 delivery.explain.append("failover: every account refused")
+                if error.code == "configuration_error":  # an operator can fix it: keep retrying
+                    error = TransientChannelError(str(error), code="configuration_error")
                 outcomes[delivery.id] = error
             else:
                 delivery.explain.append(f"every account's circuit is open: waiting {wait}s")
@@ -230,9 +232,11 @@ class AccountSender:
                 yield message.delivery_id, outcome
             return
         key = f"account:{config.pk}"
+        ready: list[Delivery] = []  # slots due now: sent together, concurrently
         for index, delivery in enumerate(group):
             wait = slot_reserve(key, rate, max_wait=MAX_SLOT_WAIT)
             if wait > MAX_SLOT_WAIT:
+                yield from self._send_now(backend, ready)
                 until = timezone.now() + timedelta(seconds=wait)
                 for later in group[index:]:
                     later.explain.append(f"rate limit {rate} on {config.name}: next slot in {wait:.1f}s, deferred")
@@ -240,10 +244,16 @@ class AccountSender:
                                                   detail=f"rate limit {rate} on {config.name}: waiting {wait:.1f}s")
                 return
             if wait > 0:
+                yield from self._send_now(backend, ready)
+                ready = []
                 time.sleep(wait)
                 if wait >= 0.05:
                     delivery.explain.append(f"rate limit {rate} on {config.name}: waited {wait:.2f}s for a slot")
-            try:
-                yield str(delivery.id), backend.send(outbound(delivery))
-            except ChannelError as error:
-                yield str(delivery.id), error
+            ready.append(delivery)
+        yield from self._send_now(backend, ready)
+
+    @staticmethod
+    def _send_now(backend, deliveries: list[Delivery]):
+        if deliveries:
+            for message, outcome in backend.send_many(outbound(d) for d in deliveries):
+                yield message.delivery_id, outcome

@@ -65,7 +65,8 @@ def _apply_one(*, source, receipt: Receipt, channel, config_id):
         deliveries = deliveries.filter(channel_config_id=config_id)
     external_id = receipt_event_id(source=source, receipt=receipt)
     with transaction.atomic():
-        delivery = deliveries.select_for_update().first()
+        delivery = deliveries.select_for_update(of=("self",)).select_related(
+            "message__template__category", "recipient").first()
         if delivery is None:
             logger.info("%s report for unknown message %s", source, receipt.provider_message_id)
             return "unknown", None
@@ -90,4 +91,8 @@ def _apply_one(*, source, receipt: Receipt, channel, config_id):
         if new in SUPPRESSING and delivery.address:
             contact_point_deactivate(kind=delivery.channel, address=delivery.address,
                                      reason=f"{receipt.status} ({source})")
+        if new in (DeliveryStatus.FAILED, DeliveryStatus.BOUNCED):
+            from notifyhub.messaging.services.dispatch import fallback_next
+
+            fallback_next(deliveries=[delivery], why=f"{receipt.status} reported by the provider")
         return "applied", delivery.message_id

@@ -54,16 +54,18 @@ def frequency_cap_apply(plan, *, message: Message, category: Category, reserve: 
     for cap in caps:
         limit, period = int(cap["limit"]), int(cap["period"])
         take = limits.frequency_cap_take if reserve else limits.frequency_cap_peek
-        decision = take(recipient_id=plan.recipient.pk, category=category.key, channel=plan.channel,
+        # One counter per (channel, period): two caps on one channel must not trim each other's window.
+        decision = take(recipient_id=plan.recipient.pk, category=category.key, channel=f"{plan.channel}@{period}",
                         limit=limit, period_seconds=period, token=token)
         label = f"frequency cap {category.key}/{plan.channel} {limit} per {period}s"
         if decision.allowed:
             plan.explain.append(f"{label}: {decision.count} of {limit}")
             continue
         if category.over_cap == OverCapPolicy.DEFER and decision.retry_at:
-            plan.status, plan.reason, plan.next_attempt_at = DeliveryStatus.PENDING, "frequency_capped", \
-                decision.retry_at
-            plan.explain.append(f"{label}: reached; deferred until {decision.retry_at.isoformat()}")
+            # Never earlier than a quiet-hours deferral already decided.
+            until = max(decision.retry_at, plan.next_attempt_at) if plan.next_attempt_at else decision.retry_at
+            plan.status, plan.reason, plan.next_attempt_at = DeliveryStatus.PENDING, "frequency_capped", until
+            plan.explain.append(f"{label}: reached; deferred until {until.isoformat()}")
         else:
             plan.status, plan.reason = DeliveryStatus.SKIPPED, "frequency_capped"
             plan.explain.append(f"{label}: reached")
