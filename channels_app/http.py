@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
@@ -36,6 +37,13 @@ def retry_after_seconds(value: str | None) -> float | None:
     if when.tzinfo is None:  # "-0000" zones parse as naive; HTTP dates are always UTC
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def redact(error: Exception, url: str) -> str:
+    """The error text without the URL's query string, where providers put access tokens."""
+    text = str(error)
+    query = urlsplit(url).query
+    return text.replace(query, "***") if query else text
 
 
 class HttpChannelBackend(ChannelBackend):
@@ -71,13 +79,13 @@ class HttpChannelBackend(ChannelBackend):
         try:
             response = self.session.request(method, url, allow_redirects=False, **kwargs)
         except requests.Timeout as exc:
-            raise TransientChannelError(f"Timed out: {exc}", code="timeout") from exc
+            raise TransientChannelError(f"Timed out: {redact(exc, url)}", code="timeout") from exc
         except requests.ConnectionError as exc:
-            raise TransientChannelError(f"Connection failed: {exc}", code="connection_error") from exc
+            raise TransientChannelError(f"Connection failed: {redact(exc, url)}", code="connection_error") from exc
         except INVALID_URL_ERRORS as exc:
-            raise PermanentChannelError(f"Invalid URL: {exc}", code="invalid_url") from exc
+            raise PermanentChannelError(f"Invalid URL: {redact(exc, url)}", code="invalid_url") from exc
         except requests.RequestException as exc:  # broken chunked body, bad content encoding...
-            raise TransientChannelError(f"Request failed: {exc}", code="request_error") from exc
+            raise TransientChannelError(f"Request failed: {redact(exc, url)}", code="request_error") from exc
         self.raise_for_status(response)
         return response
 

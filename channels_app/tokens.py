@@ -7,9 +7,14 @@ the token endpoint while the others wait for its result. A provider that reports
 expired earlier than announced calls :func:`access_token_invalidate` and the next caller
 fetches a fresh one.
 """
+import fcntl
+import threading
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
 
+from django.conf import settings
 from django.core.cache import cache
 
 from channels_app.errors import TransientChannelError
@@ -29,6 +34,38 @@ def access_token(name: str, fetch: Callable[[], tuple[str, float]], *, margin: f
     refreshed before it expires.
     """
     key = _key(name)
+    token = cache.get(key)
+    if token:
+        return token
+    with _host_lock(name):  # threads and (without Redis) processes of this host queue here
+        return _fetch_once(key, name, fetch, margin)
+
+
+_thread_locks: dict[str, threading.Lock] = {}
+_thread_locks_guard = threading.Lock()
+
+
+@contextmanager
+def _host_lock(name: str):
+    """A lock for this host: per name across threads, and across processes through a lock file
+    when the cache is not Redis (the embedded file cache's ``add`` is not atomic)."""
+    with _thread_locks_guard:
+        lock = _thread_locks.setdefault(name, threading.Lock())
+    with lock:
+        if settings.REDIS_URL:
+            yield
+            return
+        path = Path(settings.VAR_DIR) / "locks" / f"token-{name.replace('/', '_').replace(':', '_')}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _fetch_once(key: str, name: str, fetch, margin: float) -> str:
     token = cache.get(key)
     if token:
         return token
