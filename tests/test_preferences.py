@@ -123,3 +123,18 @@ def test_preferences_put_and_get(api):
     response = api.put(url, data=json.dumps(bad), content_type="application/json")
     assert response.status_code == 400
     assert Preference.objects.filter(recipient=person).count() == 2
+
+
+def test_recipient_quiet_hours_set_read_clear_and_validated(api):
+    url = "/api/v1/recipients/u-quiet"
+    response = api.put(url, data=json.dumps({"timezone": "Asia/Shanghai",
+                                             "quiet_hours": {"start": "22:00", "end": "08:00"}}),
+                       content_type="application/json")
+    assert response.status_code in (200, 201), response.content
+    assert api.get(url).json()["quiet_hours"] == {"start": "22:00", "end": "08:00"}
+    bad = api.put(url, data=json.dumps({"quiet_hours": {"start": "25:00", "end": "08:00"}}),
+                  content_type="application/json")
+    assert bad.status_code == 400 and "quiet_hours" in bad.json()
+    assert api.get(url).json()["quiet_hours"] == {"start": "22:00", "end": "08:00"}
+    cleared = api.put(url, data=json.dumps({"quiet_hours": None}), content_type="application/json")
+    assert cleared.status_code == 200 and api.get(url).json()["quiet_hours"] is None

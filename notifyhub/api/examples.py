@@ -12,12 +12,12 @@ SEND_REQUEST = {
 DELIVERY = {
     "id": _DELIVERY_ID, "recipient": "user-42", "channel": "email", "address": "ada@example.com",
     "status": "queued", "reason": "", "detail": "", "attempts": 0, "next_attempt_at": None,
-    "channel_account": None, "provider_message_id": "", "sent_at": None,
+    "channel_account": None, "provider_message_id": "", "sent_at": None, "lane": "bulk", "fallback_from": None,
     "explain": ["category account default for email: allowed", "address: ada@example.com",
                 "queued for email to ada@example.com"],
 }
 MESSAGE = {
-    "id": _MSG_ID, "template": "welcome", "status": "processing", "context": {"name": "Ada"},
+    "id": _MSG_ID, "template": "welcome", "status": "processing", "priority": "normal", "context": {"name": "Ada"},
     "channels": ["email", "inapp"], "send_at": None, "recipient_count": 2, "idempotency_key": "order-1001",
     "created_at": "2026-11-28T08:00:00Z", "completed_at": None,
 }
@@ -42,14 +42,16 @@ MESSAGE_DETAIL = {
 }
 CANCEL_RESULT = {"cancelled": 3, "message": {**MESSAGE, "status": "cancelled"}}
 RECIPIENT = {
-    "external_id": "user-42", "name": "Ada", "locale": "en", "timezone": "Europe/London", "data": {"plan": "pro"},
-    "contacts": [{"kind": "email", "address": "ada@example.com", "label": "", "active": True,
-                  "deactivated_reason": ""}],
+    "external_id": "user-42", "name": "Ada", "locale": "en", "timezone": "Europe/London",
+    "quiet_hours": {"start": "22:00", "end": "08:00"}, "data": {"plan": "pro"},
+    "contacts": [{"id": 1, "kind": "email", "address": "ada@example.com", "app": "", "label": "", "active": True,
+                  "deactivated_reason": "", "created_at": "2026-11-28T08:00:00Z"}],
     "created_at": "2026-11-28T08:00:00Z", "updated_at": "2026-11-28T08:00:00Z",
 }
 RECIPIENT_LIST = {"count": 1, "next": None, "previous": None, "results": [RECIPIENT]}
 RECIPIENT_UPSERT = {"name": "Ada", "email": "ada@example.com", "phone": "+447911123456", "locale": "en",
-                    "timezone": "Europe/London", "data": {"plan": "pro"}}
+                    "timezone": "Europe/London", "quiet_hours": {"start": "22:00", "end": "08:00"},
+                    "data": {"plan": "pro"}}
 PREFERENCES = {"preferences": [
     {"category": "marketing", "channel": None, "enabled": False},
     {"category": None, "channel": "sms", "enabled": False},

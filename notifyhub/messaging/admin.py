@@ -223,7 +223,7 @@ class DeliveryEventInline(ReadOnlyAdminMixin, admin.TabularInline):
 class DeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("short_id", "message_link", "recipient", "channel", "address", "status", "reason", "attempts",
                     "created_at", "sent_at")
-    list_filter = ("status", "channel", "reason")
+    list_filter = ("status", "channel", "lane", "reason")
     list_select_related = ("recipient", "message__template")
     search_fields = ("=id", "=address", "=recipient__external_id", "=provider_message_id")
     search_help_text = "Exact delivery id, address, recipient external id or provider message id."
@@ -232,14 +232,15 @@ class DeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     show_full_result_count = False
     inlines = (DeliveryEventInline,)
     fieldsets = (
-        (None, {"fields": ("id", "message_link", "recipient", "channel", "address", "channel_config", "status",
-                           "reason")}),
+        (None, {"fields": ("id", "message_link", "recipient", "channel", "address", "app", "lane", "channel_config",
+                           "status", "reason", "fallback_from", "fallback_at")}),
         ("Why", {"fields": ("explain_list", "detail")}),
         ("Attempts", {"fields": ("attempts", "next_attempt_at", "claimed_at", "provider_message_id",
                                  "created_at", "updated_at", "sent_at")}),
         ("Rendered content", {"fields": ("content_pretty",)}),
     )
-    readonly_fields = ("id", "message_link", "recipient", "channel", "address", "channel_config", "status", "reason",
+    readonly_fields = ("id", "message_link", "recipient", "channel", "address", "app", "lane", "fallback_from",
+                       "fallback_at", "channel_config", "status", "reason",
                        "explain_list", "detail", "attempts", "next_attempt_at", "claimed_at", "provider_message_id",
                        "created_at", "updated_at", "sent_at", "content_pretty")
 

@@ -74,7 +74,7 @@ class MessageSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Message
-        fields = ("id", "template", "status", "context", "channels", "send_at", "recipient_count",
+        fields = ("id", "template", "status", "priority", "context", "channels", "send_at", "recipient_count",
                   "idempotency_key", "created_at", "completed_at")
         ref_name = "Message"
 
