@@ -230,3 +230,26 @@ def api(api_key_pair):
     client.credentials(HTTP_AUTHORIZATION=f"Api-Key {api_key_pair[1]}")
     client.api_key = api_key_pair[0]
     return client
+
+
+# --- Redis ------------------------------------------------------------------------------------
+def require_redis() -> None:
+    """Skip without Redis (fail when CI requires the services)."""
+    problem = ""
+    if not settings.REDIS_URL:
+        problem = "REDIS_URL is not set"
+    else:
+        try:
+            _redis_ping()
+        except Exception as exc:
+            problem = f"Redis at {settings.REDIS_URL} does not answer: {exc}"
+    if problem:
+        if REQUIRE_SERVICES:
+            pytest.fail(f"NOTIFYHUB_REQUIRE_SERVICES=1 but {problem}")
+        pytest.skip(f"needs Redis: {problem}")
+
+
+def _redis_ping():
+    from channels_app.redis_conn import redis_client
+
+    redis_client().ping()

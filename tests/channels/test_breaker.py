@@ -21,25 +21,9 @@ from channels_app.breaker import (
     breaker_success,
 )
 from channels_app.redis_conn import redis_client
-from tests.conftest import REQUIRE_SERVICES, ROOT
+from tests.conftest import ROOT, require_redis
 
 POLICY = {"failure_threshold": 3, "open_seconds": 0.4}
-
-
-def require_redis() -> None:
-    """Skip without Redis (fail when CI requires the services)."""
-    problem = ""
-    if not settings.REDIS_URL:
-        problem = "REDIS_URL is not set"
-    else:
-        try:
-            redis_client().ping()
-        except Exception as exc:
-            problem = f"Redis at {settings.REDIS_URL} does not answer: {exc}"
-    if problem:
-        if REQUIRE_SERVICES:
-            pytest.fail(f"NOTIFYHUB_REQUIRE_SERVICES=1 but {problem}")
-        pytest.skip(f"needs Redis: {problem}")
 
 
 @pytest.fixture

@@ -14,23 +14,7 @@ from django.conf import settings
 
 from channels_app.ratelimit import Rate, rate_parse, slot_reserve
 from channels_app.redis_conn import LocalStore, redis_client
-from tests.conftest import REQUIRE_SERVICES, ROOT
-
-
-def require_redis() -> None:
-    """Skip without Redis (fail when CI requires the services)."""
-    problem = ""
-    if not settings.REDIS_URL:
-        problem = "REDIS_URL is not set"
-    else:
-        try:
-            redis_client().ping()
-        except Exception as exc:
-            problem = f"Redis at {settings.REDIS_URL} does not answer: {exc}"
-    if problem:
-        if REQUIRE_SERVICES:
-            pytest.fail(f"NOTIFYHUB_REQUIRE_SERVICES=1 but {problem}")
-        pytest.skip(f"needs Redis: {problem}")
+from tests.conftest import ROOT, require_redis
 
 
 @pytest.fixture
