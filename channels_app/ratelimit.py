@@ -4,14 +4,17 @@ Algorithm — a strict sliding window by reservation. Each account key keeps the
 last ``count`` reserved send slots still inside the window, oldest first (a Redis list). A new
 slot is
 
-    max(now, the latest slot, the count-th most recent slot + period + margin)
+    max(now, the latest slot + period / count, the count-th most recent slot + period + margin)
 
 so any two slots ``count`` apart are more than ``period`` apart, which is exactly "never more
 than ``count`` sends in any window of length ``period``" — not a fixed window, which lets
-``2 × count`` through around its boundary. Taking the latest slot into the max hands slots out
-in arrival order (FIFO), so no caller is starved. The reservation is written before the caller
+``2 × count`` through around its boundary. Spacing consecutive slots by ``period / count``
+drains a burst evenly at the configured rate instead of ``count`` at once: a send that leaves a
+little late then cannot pile up with a whole next burst at the provider, and providers that
+throttle bursts (chat robots) see the steady rate they document. Taking the latest slot into
+the max also hands slots out in arrival order (FIFO), so no caller is starved. The reservation is written before the caller
 learns of it, so none is lost (a caller that drops it only wastes a slot, never exceeds the rate).
-The margin (a fraction of the period: ``settings.NOTIFYHUB_RATE_LIMIT_MARGIN``, 2% by default)
+The margin (a fraction of the period: ``settings.NOTIFYHUB_RATE_LIMIT_MARGIN``, 5% by default)
 absorbs the jitter between a worker waking up and the provider seeing the request.
 
 The script reads the clock of the Redis server (``TIME``), so workers' clocks don't matter;
@@ -30,7 +33,7 @@ from django.conf import settings
 
 from channels_app.redis_conn import LocalStore, RedisScript, redis_client
 
-DEFAULT_MARGIN = 0.02
+DEFAULT_MARGIN = 0.05
 _UNITS = {"s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,
           "m": 60, "min": 60, "mins": 60, "minute": 60, "minutes": 60,
           "h": 3600, "hr": 3600, "hrs": 3600, "hour": 3600, "hours": 3600,
@@ -83,7 +86,7 @@ while true do
 end
 local slot = now
 local latest = redis.call('LINDEX', KEYS[1], -1)
-if latest then slot = math.max(slot, tonumber(latest)) end
+if latest then slot = math.max(slot, tonumber(latest) + period / count) end
 local nth = redis.call('LINDEX', KEYS[1], -count)
 if nth then slot = math.max(slot, tonumber(nth) + period + margin) end
 local wait = slot - now
@@ -125,7 +128,7 @@ def _reserve_local(key: str, count: int, period: float, margin: float, max_wait:
         slots = slots[bisect.bisect_right(slots, now - period - margin):]  # they have left the window
         slot = now
         if slots:
-            slot = max(slot, slots[-1])
+            slot = max(slot, slots[-1] + period / count)
         if len(slots) >= count:
             slot = max(slot, slots[-count] + period + margin)
         wait = slot - now

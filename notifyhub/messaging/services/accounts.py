@@ -244,9 +244,10 @@ class AccountSender:
                                                   detail=f"rate limit {rate} on {config.name}: waiting {wait:.1f}s")
                 return
             if wait > 0:
+                due = time.monotonic() + wait
                 yield from self._send_now(backend, ready)
                 ready = []
-                time.sleep(wait)
+                time.sleep(max(0.0, due - time.monotonic()))  # the slot, not the slot plus the sends before
                 if wait >= 0.05:
                     delivery.explain.append(f"rate limit {rate} on {config.name}: waited {wait:.2f}s for a slot")
             ready.append(delivery)
