@@ -41,6 +41,9 @@ FLUSH_EVERY = 200
 FLUSH_SECONDS = 0.5
 #: A worker sleeps for a rate-limit slot at most this long; a later slot defers the delivery.
 MAX_SLOT_WAIT = 2.0
+#: Slots this close are sent together (well inside the rate limit's margin): a high rate such
+#: as FCM's 600000/m keeps concurrent sends instead of one request per 0.1 ms slot.
+SLOT_GROUP_SECONDS = 0.01
 #: Backends whose providers report delivery later (a fallback timeout starts at the send).
 UNLIMITED = {"", "0", "none"}
 
@@ -243,7 +246,7 @@ class AccountSender:
                     yield str(later.id), Deferral(until=until, reason="rate_limited",
                                                   detail=f"rate limit {rate} on {config.name}: waiting {wait:.1f}s")
                 return
-            if wait > 0:
+            if wait > SLOT_GROUP_SECONDS:
                 due = time.monotonic() + wait
                 yield from self._send_now(backend, ready)
                 ready = []
