@@ -12,8 +12,9 @@ than ``count`` sends in any window of length ``period``" — not a fixed window,
 drains a burst evenly at the configured rate instead of ``count`` at once: a send that leaves a
 little late then cannot pile up with a whole next burst at the provider, and providers that
 throttle bursts (chat robots) see the steady rate they document. Taking the latest slot into
-the max also hands slots out in arrival order (FIFO), so no caller is starved. The reservation is written before the caller
-learns of it, so none is lost (a caller that drops it only wastes a slot, never exceeds the rate).
+the max also hands slots out in arrival order (FIFO), so no caller is starved. The reservation
+is written before the caller learns of it, so none is lost (a caller that drops it only wastes
+a slot, never exceeds the rate).
 The margin (a fraction of the period: ``settings.NOTIFYHUB_RATE_LIMIT_MARGIN``, 5% by default)
 absorbs the jitter between a worker waking up and the provider seeing the request.
 
