@@ -221,24 +221,26 @@ def message_dispatch_chunk(*, message_id, first_id: int, last_id: int) -> int:
 def fallback_next(*, deliveries: Sequence[Delivery], why: str) -> list[Delivery]:
     """Plan and create the next channel of the fallback chain for deliveries that cannot deliver.
 
+    Deliveries are grouped by message and channel, so a failed batch costs one plan per group.
     The unique (message, recipient, channel) constraint makes a second call for the same
     delivery create nothing, so a timeout and a late failure never fall back twice.
     """
-    created = []
+    groups: dict[tuple, list[Delivery]] = {}
     for delivery in deliveries:
         message = delivery.message
-        template = message.template
-        if template.routing != RoutingMode.FALLBACK or message.channels:
-            continue
-        chain = template.channels
-        if delivery.channel not in chain:
-            continue
-        rest = chain[chain.index(delivery.channel) + 1:]
+        if message.template.routing == RoutingMode.FALLBACK and not message.channels:
+            groups.setdefault((message.pk, delivery.channel), []).append(delivery)
+    created = []
+    for (_, channel), group in groups.items():
+        message = group[0].message
+        chain = message.template.channels
+        rest = chain[chain.index(channel) + 1:] if channel in chain else []
         if not rest:
             continue
-        plans = deliveries_plan(message=message, recipients=[delivery.recipient], channels=rest)
+        source = {d.recipient_id: d for d in group}
+        plans = deliveries_plan(message=message, recipients=[d.recipient for d in group], channels=rest)
         for plan in plans:
-            plan.fallback_from_id = delivery.pk
-            plan.explain.insert(0, f"fallback from {delivery.channel}: {why}")
+            plan.fallback_from_id = source[plan.recipient.pk].pk
+            plan.explain.insert(0, f"fallback from {channel}: {why}")
         created += deliveries_create(message=message, plans=plans)
     return created
