@@ -25,6 +25,7 @@ import requests
 from rest_framework import serializers
 
 from channels_app.backends.sms_common import (
+    alnum_credential,
     callback_token_option,
     check_callback_token,
     china_time,
@@ -119,16 +120,10 @@ class AliyunOptions(serializers.Serializer):
     timeout = timeout_field()
 
     def validate_access_key_id(self, value):
-        value = value.strip()
-        if not value.isascii() or not value.isalnum():
-            raise serializers.ValidationError("An AccessKey ID is letters and digits, e.g. LTAI5t...")
-        return value
+        return alnum_credential(value, "An AccessKey ID is letters and digits, e.g. LTAI5t...")
 
     def validate_access_key_secret(self, value):
-        value = value.strip()
-        if not value.isascii() or not value.isalnum():
-            raise serializers.ValidationError("An AccessKey secret is letters and digits.")
-        return value
+        return alnum_credential(value, "An AccessKey secret is letters and digits.")
 
     def validate_sign_name(self, value):
         return value.strip()

@@ -155,3 +155,12 @@ def china_time(text) -> datetime | None:
         return datetime.strptime(str(text).strip(), "%Y-%m-%d %H:%M:%S").replace(tzinfo=CHINA_TIME)
     except ValueError:
         return None
+
+
+def alnum_credential(value: str, message: str) -> str:
+    """An access key id or secret: ASCII letters and digits only (a pasted space or quote is the
+    usual mistake, caught here rather than as a signature error at send time)."""
+    value = value.strip()
+    if not value.isascii() or not value.isalnum():
+        raise serializers.ValidationError(message)
+    return value

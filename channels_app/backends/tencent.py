@@ -23,6 +23,7 @@ import requests
 from rest_framework import serializers
 
 from channels_app.backends.sms_common import (
+    alnum_credential,
     callback_token_option,
     check_callback_token,
     china_time,
@@ -136,16 +137,10 @@ class TencentOptions(serializers.Serializer):
     timeout = timeout_field()
 
     def validate_secret_id(self, value):
-        value = value.strip()
-        if not value.isascii() or not value.isalnum():
-            raise serializers.ValidationError("A SecretId is letters and digits, e.g. AKIDz8krbsJ5yKBZQpn74WFkmLPx3.")
-        return value
+        return alnum_credential(value, "A SecretId is letters and digits, e.g. AKIDz8krbsJ5yKBZQpn74WFkmLPx3.")
 
     def validate_secret_key(self, value):
-        value = value.strip()
-        if not value.isascii() or not value.isalnum():
-            raise serializers.ValidationError("A SecretKey is letters and digits.")
-        return value
+        return alnum_credential(value, "A SecretKey is letters and digits.")
 
     def validate_sign_name(self, value):
         return value.strip()
