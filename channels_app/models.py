@@ -2,7 +2,6 @@
 import uuid
 
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
 from django.db import models
 from rest_framework.exceptions import ValidationError as DRFValidationError
 
@@ -11,10 +10,19 @@ from channels_app.errors import ChannelConfigurationError
 from channels_app.kinds import ChannelKind
 from channels_app.registry import backend_class
 
-rate_validator = RegexValidator(
-    r"^(0|none|[1-9][0-9]*/[1-9]?[0-9]*[smhd])$",
-    'A rate such as "10/s", "20/m", "1000/h", "5/10s"; "0" or "none" for unlimited.',
-)
+
+def rate_validator(value: str) -> None:
+    """The same grammar the sender parses, so a rate that saves is a rate that works."""
+    from channels_app.ratelimit import rate_parse
+
+    if value.strip().lower() in ("", "0", "none"):
+        return
+    try:
+        rate = rate_parse(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+    if rate.count < 1 or rate.period_seconds < 1:
+        raise ValidationError(f"{value!r}: the count and the period must be at least 1.")
 
 
 class ChannelConfig(models.Model):

@@ -45,17 +45,17 @@ def preferences_by_recipient(*, recipient_ids: Iterable[int]) -> dict[int, list[
     return grouped
 
 
-def contact_points_by_recipient(*, recipient_ids: Iterable[int]) -> dict[int, dict[str, ContactPoint]]:
-    """Each recipient's best contact point per kind (active first, then newest), in one query.
+def contact_points_by_recipient(*, recipient_ids: Iterable[int]) -> dict[int, dict[str, list[ContactPoint]]]:
+    """Each recipient's contact points per kind, active first, then newest, in one query.
 
-    An inactive (suppressed or dead) point is returned only when no active one exists, so the
-    caller can tell "suppressed" from "no address".
+    The caller takes the first it can use; an inactive (suppressed or dead) point comes after
+    every active one, so the caller can still tell "suppressed" from "no address".
     """
-    best: dict[int, dict[str, ContactPoint]] = defaultdict(dict)
+    grouped: dict[int, dict[str, list[ContactPoint]]] = defaultdict(lambda: defaultdict(list))
     points = ContactPoint.objects.filter(recipient_id__in=list(recipient_ids)).order_by("-active", "-id")
     for point in points:
-        best[point.recipient_id].setdefault(point.kind, point)
-    return best
+        grouped[point.recipient_id][point.kind].append(point)
+    return grouped
 
 
 @dataclass(frozen=True, slots=True)

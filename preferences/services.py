@@ -122,16 +122,25 @@ def contact_point_deactivate(*, kind: str, address: str, reason: str, recipient_
     return points.update(active=False, deactivated_reason=reason[:200])
 
 
-def contact_point_add(*, recipient: Recipient, kind: str, address: str, app: str = "", label: str = "") -> ContactPoint:
-    """Add (or reactivate and update) one address, e.g. a new device token, keeping the others."""
+def contact_point_add(*, recipient: Recipient, kind: str, address: str, app: str = "",
+                      label: str = "") -> tuple[ContactPoint, bool]:
+    """Add one address (e.g. a new device token), keeping the others; ``(point, created)``.
+
+    Adding an address that exists updates its app and label when given, but does not undo a
+    deactivation: a bounced mailbox or an unregistered token is reactivated by an operator in
+    the admin, not by the system that registered it.
+    """
     point, created = ContactPoint.objects.get_or_create(
-        recipient=recipient, kind=kind, address=address,
-        defaults={"app": app, "label": label},
+        recipient=recipient, kind=kind, address=address, defaults={"app": app, "label": label},
     )
     if not created:
-        point.app, point.label, point.active, point.deactivated_reason = app, label, True, ""
-        point.save(update_fields=["app", "label", "active", "deactivated_reason"])
-    return point
+        changed = {name: value for name, value in (("app", app), ("label", label))
+                   if value and getattr(point, name) != value}
+        for name, value in changed.items():
+            setattr(point, name, value)
+        if changed:
+            point.save(update_fields=list(changed))
+    return point, created
 
 
 def contact_point_remove(*, point: ContactPoint) -> None:

@@ -6,6 +6,7 @@ import pytest
 from django.urls import reverse
 
 from channels_app.models import ChannelConfig
+from preferences.models import ContactPoint
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -75,6 +76,12 @@ def test_contact_points_add_list_remove(api):
     assert sorted((p["app"], p["address"]) for p in listed) == [("apns", token), ("fcm", fcm_token)]
     assert api.delete(f"{url}/{added.json()['id']}").status_code == 204
     assert [p["app"] for p in api.get(url).json()] == ["fcm"]
+
+    # A token the hub deactivated (unregistered) is not revived by registering it again.
+    ContactPoint.objects.filter(recipient=person, app="fcm").update(active=False, deactivated_reason="dead: 404")
+    again = api.post(url, data=json.dumps({"kind": "push", "app": "fcm", "address": fcm_token}),
+                     content_type="application/json")
+    assert again.status_code == 200 and again.json()["active"] is False
 
 
 @pytest.mark.parametrize(("body", "field"), [

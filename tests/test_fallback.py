@@ -159,7 +159,7 @@ def test_fallback_when_not_delivered_within_the_timeout(api, client, start_worke
     peers = Peers(httpserver)
     template = sms_then_inapp(peers, httpserver, timeout=2)
     late, on_time, failed = (person(f"+1415555200{n}") for n in range(3))
-    start_worker()
+    start_worker(NOTIFYHUB_PUBLIC_URL="https://notify.example.com")  # so Twilio is asked to report
     message = send(api, template, [late, on_time, failed])
     wait_until(lambda: Delivery.objects.filter(message_id=message, channel="sms", status="sent").count() == 3,
                timeout=30, message="SMS sent")

@@ -283,3 +283,62 @@ def test_invalid_number_neither_opens_the_breaker_nor_fails_over(api, start_work
 def all_final(message_id):
     statuses = list(Delivery.objects.filter(message_id=message_id).values_list("status", flat=True))
     return bool(statuses) and all(s in FINAL for s in statuses) and Message.objects.filter(pk=message_id).exists()
+
+
+def test_cap_deferral_takes_its_unit_when_due_so_the_cap_holds(api, start_worker):
+    """over_cap "defer": the deferred deliveries go out one per period, not all at once."""
+    factories.inapp_channel()
+    category = factories.category(over_cap="defer", frequency_caps=[{"channel": "inapp", "limit": 1, "period": 3}])
+    template = inapp_template(category=category)
+    person = factories.recipient()
+    start_worker()
+    planned = [one(post(api, {"template": template.key, "to": [person.external_id],
+                              "context": {"name": "A", "code": str(n)}})) for n in range(3)]
+    assert [(d["status"], d["reason"]) for d in planned] == [
+        ("queued", ""), ("pending", "frequency_capped"), ("pending", "frequency_capped")]
+    ids = [d["id"] for d in planned]
+    wait_until(lambda: Delivery.objects.filter(pk__in=ids, status="sent").count() == 3, timeout=40,
+               message="all three sent")
+    sent = sorted(Delivery.objects.filter(pk__in=ids).values_list("sent_at", flat=True))
+    assert all((later - earlier).total_seconds() >= 2.9 for earlier, later in zip(sent, sent[1:])), sent
+    assert any("frequency cap still reached" in line
+               for line in Delivery.objects.get(pk=ids[2]).explain)  # woke with the second, waited again
+
+
+def test_duplicate_ends_a_fallback_chain(api):
+    factories.inapp_channel()
+    factories.webhook_channel("http://127.0.0.1:9/hook")
+    template = factories.template(routing="fallback", fallback_chain=["inapp", "webhook"], dedup_window_seconds=60,
+                                  content={"inapp": {"title": "Hi {{ name }}"}, "webhook": {"payload": {"n": 1}}})
+    person = factories.recipient()
+    request = {"template": template.key, "to": [person.external_id], "context": {"name": "A", "code": "1"}}
+    assert {d["channel"]: d["status"] for d in post(api, request)["deliveries"]} == {"inapp": "queued"}
+    second = post(api, request)["deliveries"]
+    assert [(d["channel"], d["reason"]) for d in second] == [("inapp", "duplicate")]
+    assert "fallback chain stops" in explains(second[0])
+
+
+def test_an_address_no_account_can_serve_is_not_planned(api):
+    """The newest push token is for Web Push but only APNs is configured: the older APNs token
+    is used; with only the Web Push token, push is unavailable for that recipient."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    factories.channel(name="apns", kind="push", backend="apns", options={
+        "team_id": "ABCDE12345", "key_id": "KEY1234567", "bundle_id": "com.example.app"}, secrets={"private_key": key})
+    template = factories.template(content={"push": {"title": "Hi {{ name }}", "body": "{{ code }}"}})
+    both, web_only = factories.recipient(email=None), factories.recipient(email=None)
+    ContactPoint.objects.create(recipient=both, kind="push", app="apns", address="a" * 64)
+    for person in (both, web_only):
+        ContactPoint.objects.create(recipient=person, kind="push", app="webpush",
+                                    address='{"endpoint": "https://push.example.net/x", "keys": {}}')
+    body = post(api, {"template": template.key, "to": [both.external_id, web_only.external_id],
+                      "context": {"name": "A", "code": "1"}})
+    planned = {d["recipient"]: d for d in body["deliveries"]}
+    assert planned[both.external_id]["status"] == "queued"
+    assert planned[both.external_id]["address"] == "a" * 64
+    assert (planned[web_only.external_id]["status"], planned[web_only.external_id]["reason"]) == \
+        ("skipped", "channel_unavailable")
+    assert "serves the recipient's apps (webpush)" in explains(planned[web_only.external_id])

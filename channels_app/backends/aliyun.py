@@ -116,7 +116,7 @@ class AliyunOptions(serializers.Serializer):
                                        help_text="RegionId sent with each call.")
     callback_token = serializers.CharField(
         required=False, allow_blank=True, default="",
-        help_text="Secret. Token the SmsReport push must carry as ?token=...; blank accepts any caller.")
+        help_text="Secret. Token the SmsReport push must carry as ?token=...; blank: reports are refused.")
     timeout = timeout_field()
 
     def validate_access_key_id(self, value):
@@ -144,7 +144,11 @@ class AliyunBackend(HttpChannelBackend):
     #: SendSms's documented per-account API limit; the per-number flow control (one code a
     #: minute per number...) is answered as isv.BUSINESS_LIMIT_CONTROL and retried.
     default_rate = "5000/s"
-    reports_delivery = True  # status callbacks / delivery receipts
+
+    @property
+    def reports_delivery(self) -> bool:
+        """Reports arrive only once a callback token is set (and the console points at us)."""
+        return bool(self.options.get("callback_token"))
 
     @classmethod
     def validate_address(cls, address: str) -> str:

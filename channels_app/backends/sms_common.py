@@ -128,9 +128,10 @@ def query_param(request: CallbackRequest, name: str) -> str:
 
 def check_callback_token(request: CallbackRequest, expected: str) -> None:
     """Refuse a report whose ``token`` query parameter is not the account's callback token.
-    Accounts without a token accept any caller (documented as unsafe)."""
+    Without a token the account takes no reports at all: the provider does not sign them, and an
+    unauthenticated "failed" report could otherwise trigger paid fallback sends."""
     if not expected:
-        return
+        raise CallbackRejected("this account has no callback_token: set one to receive reports")
     given = query_param(request, "token")
     if not given or not hmac.compare_digest(given.encode(), expected.encode()):
         raise CallbackRejected("missing or wrong callback token")

@@ -133,7 +133,7 @@ class TencentOptions(serializers.Serializer):
     endpoint = serializers.URLField(default=DEFAULT_ENDPOINT, help_text="Tencent Cloud API endpoint.")
     callback_token = serializers.CharField(
         required=False, allow_blank=True, default="",
-        help_text="Secret. Token the status callback must carry as ?token=...; blank accepts any caller.")
+        help_text="Secret. Token the status callback must carry as ?token=...; blank: reports are refused.")
     timeout = timeout_field()
 
     def validate_secret_id(self, value):
@@ -160,7 +160,11 @@ class TencentBackend(HttpChannelBackend):
     secret_fields = frozenset({"secret_key", "callback_token"})
     #: SendSms's documented default request limit.
     default_rate = "3000/s"
-    reports_delivery = True  # status callbacks / delivery receipts
+
+    @property
+    def reports_delivery(self) -> bool:
+        """Reports arrive only once a callback token is set (and the console points at us)."""
+        return bool(self.options.get("callback_token"))
 
     @classmethod
     def validate_address(cls, address: str) -> str:

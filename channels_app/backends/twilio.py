@@ -166,7 +166,11 @@ class TwilioBackend(HttpChannelBackend):
     #: A long-code number sends one segment per second; short codes and services go faster
     #: (raise the account's rate limit accordingly).
     default_rate = "1/s"
-    reports_delivery = True  # status callbacks / delivery receipts
+
+    @property
+    def reports_delivery(self) -> bool:
+        """Twilio reports only when it is given a StatusCallback (NOTIFYHUB_PUBLIC_URL set)."""
+        return bool(self.callback_url)
 
     @classmethod
     def validate_address(cls, address: str) -> str:

@@ -358,8 +358,13 @@ def test_token_is_read_from_the_url_when_the_query_was_not_parsed():
     assert len(report_backend().receipts(bare)) == 2
 
 
-def test_account_without_a_token_accepts_reports():
-    assert len(report_backend(token="").receipts(report_request(token=None))) == 2
+def test_account_without_a_token_refuses_reports():
+    """Unsigned reports from anyone could fail deliveries and trigger paid fallbacks."""
+    backend = report_backend(token="")
+    with pytest.raises(CallbackRejected):
+        backend.receipts(report_request(token=None))
+    assert not backend.reports_delivery
+    assert report_backend().reports_delivery
 
 
 def test_malformed_body_is_rejected():

@@ -133,10 +133,11 @@ class RecipientContactPointsView(APIView):
 
     @extend_schema(
         summary="Add a contact point",
-        description="Adds one address and keeps the others, so a recipient can have several devices. Adding an "
-                    "address that exists reactivates it. Push tokens name their platform in `app`; a WeChat "
-                    "openid names its appid.",
-        request=ContactPointCreateSerializer, responses={201: ContactPointSerializer},
+        description="Adds one address and keeps the others. Adding an address that exists answers 200 with it "
+                    "as it is: a deactivated one (bounced, unregistered token) stays deactivated until an operator "
+                    "reactivates it in the admin. Push tokens name their platform in `app`; a WeChat openid names "
+                    "its appid.",
+        request=ContactPointCreateSerializer, responses={201: ContactPointSerializer, 200: ContactPointSerializer},
         examples=[OpenApiExample("FCM token", value=examples.CONTACT_POINT_FCM),
                   OpenApiExample("Web Push subscription", value=examples.CONTACT_POINT_WEBPUSH)],
     )
@@ -144,8 +145,9 @@ class RecipientContactPointsView(APIView):
         recipient = get_object_or_404(Recipient, external_id=external_id)
         serializer = ContactPointCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        point = contact_point_add(recipient=recipient, **serializer.validated_data)
-        return Response(ContactPointSerializer(point).data, status=status.HTTP_201_CREATED)
+        point, created = contact_point_add(recipient=recipient, **serializer.validated_data)
+        return Response(ContactPointSerializer(point).data,
+                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 class RecipientContactPointDetailView(APIView):

@@ -18,10 +18,11 @@ from collections import defaultdict
 from datetime import timedelta
 from itertools import groupby
 
+from django.db import transaction
 from django.utils import timezone
 
 from channels_app.base import ChannelBackend
-from channels_app.breaker import breaker_allow, breaker_failure, breaker_success
+from channels_app.breaker import BreakerDecision, breaker_allow, breaker_failure, breaker_success
 from channels_app.errors import (
     AccountError,
     ChannelConfigurationError,
@@ -77,14 +78,17 @@ class Flusher:
     def flush(self) -> None:
         if not self.pending:
             return
-        rows = [self.by_id.pop(key) for key in list(self.pending)]
-        outcomes_record(deliveries=rows, outcomes={d.id: self.pending[str(d.id)] for d in rows},
-                        config_id=self.config_id, reports_delivery=self.reports_delivery)
+        rows = [self.by_id[key] for key in self.pending]
+        with transaction.atomic():
+            outcomes_record(deliveries=rows, outcomes={d.id: self.pending[str(d.id)] for d in rows},
+                            config_id=self.config_id, reports_delivery=self.reports_delivery)
+        for key in self.pending:
+            self.by_id.pop(key)
         self.pending.clear()
         self.flushed_at = time.monotonic()
-        if self.by_id:  # still working on the rest (a rate-limited batch): tell the sweeper so
-            Delivery.objects.filter(pk__in=[d.pk for d in self.by_id.values()],
-                                    status=DeliveryStatus.SENDING).update(claimed_at=timezone.now())
+        token = rows[0].claim_token_at_claim
+        if self.by_id and token:  # the task still holds deliveries (a rate-limited batch): keep the claim fresh
+            Delivery.objects.filter(claim_token=token, status=DeliveryStatus.SENDING).update(claimed_at=timezone.now())
 
 
 def account_rate(config: ChannelConfig, backend: type[ChannelBackend]) -> Rate | None:
@@ -137,8 +141,12 @@ class AccountSender:
             for config in candidates:
                 decision = decisions.get(config.pk)
                 if decision is None:
-                    decision = breaker_allow(config.pk, open_seconds=config.open_seconds,
-                                             failure_threshold=config.failure_threshold)
+                    try:
+                        decision = breaker_allow(config.pk, open_seconds=config.open_seconds,
+                                                 failure_threshold=config.failure_threshold)
+                    except Exception:  # Redis trouble: send rather than stall (the breaker fails open)
+                        logger.exception("Reading %s's breaker failed", config.name)
+                        decision = BreakerDecision(True, "unknown", False)
                     decisions[config.pk] = decision
                     if decision.allowed and decision.probe:
                         decisions[config.pk] = "probe-taken"  # one delivery probes; the rest pass over
@@ -183,8 +191,6 @@ class AccountSender:
         return self.backends[config.pk]
 
     def _send(self, config: ChannelConfig, group: list[Delivery]) -> list[tuple[Delivery, frozenset]]:
-        by_id = {str(d.id): d for d in group}
-        failover: list = []
         try:
             backend = self._backend(config)
             rate = account_rate(config, type(backend))
@@ -192,43 +198,68 @@ class AccountSender:
             logger.error("Account %s is misconfigured: %s", config.name, exc)
             error = AccountError(f"{config.name} is misconfigured: {exc}", code="configuration_error")
             return [self._refused(config, d, error) for d in group]
+        except AccountError as exc:  # open() refused: bad credentials (SMTP 535...)
+            self._breaker(config, account_level=True)
+            return [self._refused(config, d, exc) for d in group]
+        except ChannelError as exc:  # open() failed: server down; nothing was sent
+            self._breaker(config, account_level=False)
+            outcomes_record(deliveries=group, outcomes={d.id: exc for d in group}, config_id=config.pk)
+            return []
+        by_id = {str(d.id): d for d in group}
         flusher = Flusher(by_id, config_id=config.pk, reports_delivery=getattr(backend, "reports_delivery", False))
-        successes = 0
+        failover, successes = [], 0
+        outcomes = self._outcomes(config, backend, rate, group)
         try:
-            for delivery_id, outcome in self._outcomes(config, backend, rate, group, flusher):
+            while True:
+                try:
+                    delivery_id, outcome = next(outcomes)
+                except StopIteration:
+                    break
+                except Exception as exc:  # a backend bug: what it had not answered for retries
+                    logger.exception("Backend %s failed unexpectedly", config.backend)
+                    flusher.fail_rest(TransientChannelError(f"{exc.__class__.__name__}: {exc}", code="backend_error"))
+                    break
                 delivery = by_id[delivery_id]
-                if isinstance(outcome, SendResult):
-                    successes += 1
-                elif isinstance(outcome, AccountError):
-                    breaker_failure(config.pk, failure_threshold=config.failure_threshold,
-                                    open_seconds=config.open_seconds, account_level=True)
+                if isinstance(outcome, AccountError):
+                    self._breaker(config, account_level=True)
                     failover.append(self._refused(config, delivery, outcome))
                     by_id.pop(delivery_id)
                     continue
+                if isinstance(outcome, SendResult):
+                    successes += 1
                 elif isinstance(outcome, TransientChannelError):
-                    change = breaker_failure(config.pk, failure_threshold=config.failure_threshold,
-                                             open_seconds=config.open_seconds)
-                    if change.opened:
+                    change = self._breaker(config, account_level=False)
+                    if change is not None and change.opened:
                         delivery.explain.append(f"account {config.name}: circuit opened after {change.failures} "
                                                 "consecutive failures")
                 elif isinstance(outcome, InvalidAddressError):
                     delivery.explain.append(f"address refused by {config.name}: no failover for address errors")
                 flusher.add(delivery_id, outcome)
-        except Exception as exc:  # a backend bug must not strand the batch in "sending"
-            logger.exception("Backend %s failed unexpectedly", config.backend)
-            flusher.fail_rest(TransientChannelError(f"{exc.__class__.__name__}: {exc}", code="backend_error"))
         finally:
             flusher.flush()
         if successes:
-            breaker_success(config.pk)
+            try:
+                breaker_success(config.pk)
+            except Exception:  # bookkeeping never changes an outcome
+                logger.exception("Recording success on %s's breaker failed", config.name)
         return failover
+
+    @staticmethod
+    def _breaker(config: ChannelConfig, *, account_level: bool):
+        """Count a failure on the account's breaker; Redis trouble is logged, not raised."""
+        try:
+            return breaker_failure(config.pk, failure_threshold=config.failure_threshold,
+                                   open_seconds=config.open_seconds, account_level=account_level)
+        except Exception:
+            logger.exception("Recording a failure on %s's breaker failed", config.name)
+            return None
 
     def _refused(self, config, delivery: Delivery, error: ChannelError):
         delivery.explain.append(f"account {config.name} refused ({error.code or 'account error'}): failover")
         self.last_error[delivery.id] = error
         return delivery, delivery._excluded | {config.pk}
 
-    def _outcomes(self, config, backend, rate, group, flusher):
+    def _outcomes(self, config, backend, rate, group):
         """Yield ``(delivery id, outcome)``; with a rate, one at a time in reserved slots."""
         if rate is None:
             for message, outcome in backend.send_many(outbound(d) for d in group):

@@ -19,6 +19,7 @@ from notifyhub.messaging.models import Delivery, DeliveryStatus
 from notifyhub.messaging.services.accounts import AccountSender, Flusher, outbound
 from notifyhub.messaging.services.events import events_record
 from notifyhub.messaging.services.outcomes import messages_rollup, outcomes_record
+from notifyhub.messaging.services.rules import capped_recheck
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,11 @@ def deliveries_claim(*, delivery_ids) -> list[Delivery]:
     )
     if not claimed:
         return []
-    return list(Delivery.objects.filter(claim_token=token).select_related("message__template__category", "recipient"))
+    deliveries = list(Delivery.objects.filter(claim_token=token).select_related("message__template__category",
+                                                                                "recipient"))
+    for delivery in deliveries:
+        delivery.claim_token_at_claim = token  # outcomes clear claim_token; the heartbeat still needs it
+    return deliveries
 
 
 def deliveries_send(*, delivery_ids) -> int:
@@ -43,8 +48,11 @@ def deliveries_send(*, delivery_ids) -> int:
     if not deliveries:
         return 0
     events_record(changes=((d.id, DeliveryStatus.SENDING, f"attempt {d.attempts}") for d in deliveries))
+    ready, waiting = capped_recheck(deliveries)
+    if waiting:
+        outcomes_record(deliveries=[d for d in deliveries if d.id in waiting], outcomes=waiting, config_id=None)
     groups: dict[tuple[str, str], list[Delivery]] = {}
-    for delivery in deliveries:
+    for delivery in ready:
         groups.setdefault((delivery.channel, delivery.app), []).append(delivery)
     for (channel, app), group in groups.items():
         _send_group(channel, app, group)

@@ -5,16 +5,19 @@ channel, is the channel configured, does the recipient allow it (preferences), i
 address (and is it not suppressed)? Then it renders the content. Every answer is kept in the
 delivery's ``explain`` list. A chunk costs a constant number of queries whatever its size.
 """
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from channels_app.kinds import ChannelKind
-from channels_app.selectors import channel_kinds_available
+from channels_app.registry import default_backend_for
+from channels_app.selectors import channel_configs_for, channel_kinds_available
 from notifyhub.messaging.models import (
     Delivery,
     DeliveryStatus,
@@ -69,6 +72,7 @@ def deliveries_plan(*, message: Message, recipients: Sequence[Recipient], channe
     contacts = contact_points_by_recipient(recipient_ids=ids)
     preferences = preferences_by_recipient(recipient_ids=ids)
     available = channel_kinds_available()
+    served = _served_by_accounts()
     lane = TRANSACTIONAL if category.critical or message.priority == MessagePriority.HIGH else BULK
     at = max(timezone.now(), message.send_at) if message.send_at else timezone.now()
     plans = []
@@ -85,14 +89,18 @@ def deliveries_plan(*, message: Message, recipients: Sequence[Recipient], channe
                     external_id=recipient.external_id, name=recipient.name,
                     locale=recipient.locale, data=recipient.data)}
             _plan_channel(plan, message=message, category=category, contacts=contacts.get(recipient.pk, {}),
-                          preferences=preferences.get(recipient.pk, ()), available=available, context=context,
+                          preferences=preferences.get(recipient.pk, ()), available=available, served=served,
+                          context=context,
                           at=at, reserve=reserve)
             if fallback and plan.status in (DeliveryStatus.QUEUED, DeliveryStatus.PENDING):
                 break  # the rest of the chain waits for this channel's outcome
+            if fallback and plan.reason == "duplicate":
+                plan.explain.append("fallback chain stops: the recipient already has this message")
+                break
     return plans
 
 
-def _plan_channel(plan: DeliveryPlan, *, message, category, contacts, preferences, available, context, at,
+def _plan_channel(plan: DeliveryPlan, *, message, category, contacts, preferences, available, served, context, at,
                   reserve) -> None:
     template, channel = message.template, plan.channel
     parts = content_for(content=template.content, translations=template.translations,
@@ -105,7 +113,7 @@ def _plan_channel(plan: DeliveryPlan, *, message, category, contacts, preference
     plan.explain.append(f"{decision.rule}: {'allowed' if decision.allowed else 'blocked'}")
     if not decision.allowed:
         return _skip(plan, decision.reason, "")
-    if not _address(plan, contacts):
+    if not _address(plan, contacts, served):
         return None
     quiet_hours_apply(plan, category=category, at=at)
     if plan.status == DeliveryStatus.SKIPPED:
@@ -121,7 +129,8 @@ def _plan_channel(plan: DeliveryPlan, *, message, category, contacts, preference
         return None
     frequency_cap_apply(plan, message=message, category=category, reserve=reserve)
     if plan.status == DeliveryStatus.QUEUED:
-        plan.explain.append(f"queued for {channel} to {plan.address or 'the account URL'} ({plan.lane} lane)")
+        plan.explain.append(f"queued for {channel} to {address_label(plan.address) or 'the account URL'} "
+                            f"({plan.lane} lane)")
     elif plan.status == DeliveryStatus.PENDING:
         plan.explain.append(f"pending until {plan.next_attempt_at.isoformat()}")
     return None
@@ -134,23 +143,55 @@ def _skip(plan: DeliveryPlan, reason: str, detail: str) -> None:
     plan.explain.append(f"skipped: {reason}")
 
 
-def _address(plan: DeliveryPlan, contacts: dict) -> bool:
+def _address(plan: DeliveryPlan, contacts: dict, served) -> bool:
+    """The newest active address an enabled account can serve (``served(kind, app)``)."""
     if plan.channel in ACCOUNT_FREE_ADDRESS:
         plan.address = plan.recipient.external_id
         return True
-    point = contacts.get(plan.channel)
-    if point is not None and not point.active:
-        _skip(plan, "suppressed", f"{plan.channel} address {point.address} is deactivated "
+    points = contacts.get(plan.channel, ())
+    active = [p for p in points if p.active]
+    usable = [p for p in active if served(plan.channel, p.app)]
+    if usable:
+        point = usable[0]
+        plan.address, plan.app = point.address, point.app
+        plan.explain.append(f"address: {address_label(point.address)}" + (f" ({point.app})" if point.app else ""))
+        return True
+    if active:
+        apps = ", ".join(sorted({p.app or "any" for p in active}))
+        _skip(plan, "channel_unavailable", f"no enabled {plan.channel} account serves the recipient's apps ({apps})")
+        return False
+    if points:
+        point = points[0]
+        _skip(plan, "suppressed", f"{plan.channel} address {address_label(point.address)} is deactivated "
                                   f"({point.deactivated_reason or 'suppressed'})")
         return False
-    if point is None:
-        if plan.channel in OPTIONAL_ADDRESS:
-            return True
-        _skip(plan, "no_address", f"recipient has no {plan.channel} address")
-        return False
-    plan.address, plan.app = point.address, point.app
-    plan.explain.append(f"address: {point.address}" + (f" ({point.app})" if point.app else ""))
-    return True
+    if plan.channel in OPTIONAL_ADDRESS:
+        return True
+    _skip(plan, "no_address", f"recipient has no {plan.channel} address")
+    return False
+
+
+def address_label(address: str) -> str:
+    """An address as explanations show it: a Web Push subscription by its push service only
+    (its keys stay out of logs and API answers)."""
+    if address.startswith("{"):
+        try:
+            return f"subscription at {urlsplit(json.loads(address)['endpoint']).netloc}"
+        except (ValueError, KeyError, TypeError):
+            return "subscription"
+    return address
+
+
+def _served_by_accounts():
+    """``served(kind, app)``: may an enabled account send to an address of ``app``? Cached per plan."""
+    cache: dict = {}
+
+    def served(kind: str, app: str) -> bool:
+        if (kind, app) not in cache:
+            cache[(kind, app)] = bool(channel_configs_for(kind=kind, app=app)) or (
+                not app and default_backend_for(kind) is not None)
+        return cache[(kind, app)]
+    return served
 
 
 def deliveries_create(*, message: Message, plans: Sequence[DeliveryPlan]) -> list[Delivery]:
@@ -225,9 +266,13 @@ def fallback_next(*, deliveries: Sequence[Delivery], why: str) -> list[Delivery]
     The unique (message, recipient, channel) constraint makes a second call for the same
     delivery create nothing, so a timeout and a late failure never fall back twice.
     """
+    cancelled = set(Message.objects.filter(pk__in={d.message_id for d in deliveries}, status=MessageStatus.CANCELLED)
+                    .values_list("pk", flat=True))
     groups: dict[tuple, list[Delivery]] = {}
     for delivery in deliveries:
         message = delivery.message
+        if message.pk in cancelled:
+            continue
         if message.template.routing == RoutingMode.FALLBACK and not message.channels:
             groups.setdefault((message.pk, delivery.channel), []).append(delivery)
     created = []

@@ -7,7 +7,9 @@ Dedup and caps keep their counters in Redis, so they are exact across workers; b
 by a token stable for one message × recipient × channel, so a repeated dispatch of the same
 chunk counts nothing twice. ``reserve=False`` (dry runs) only looks.
 """
-from datetime import datetime
+from datetime import datetime, timedelta
+
+from django.utils import timezone
 
 from notifyhub.messaging import limits
 from notifyhub.messaging.models import DeliveryStatus, Message
@@ -71,3 +73,38 @@ def frequency_cap_apply(plan, *, message: Message, category: Category, reserve: 
             plan.explain.append(f"{label}: reached")
             plan.explain.append("skipped: frequency_capped")
         return
+
+
+def capped_recheck(deliveries) -> tuple[list, dict]:
+    """Deliveries deferred by a frequency cap take their unit when they come due, not before:
+    the cap is checked again at claim time, and one still over it waits for the next free unit.
+    Returns the deliveries to send and ``{delivery id: Deferral}`` for the others."""
+    from notifyhub.messaging.services.outcomes import Deferral
+
+    ready, waiting = [], {}
+    for delivery in deliveries:
+        if delivery.reason != "frequency_capped":
+            ready.append(delivery)
+            continue
+        category = delivery.message.template.category
+        token = plan_token(message=delivery.message, recipient=delivery.recipient, channel=delivery.channel)
+        refused = None
+        for cap in category.frequency_caps or ():
+            if cap.get("channel") not in (delivery.channel, "*"):
+                continue
+            period = int(cap["period"])
+            decision = limits.frequency_cap_take(
+                recipient_id=delivery.recipient_id, category=category.key, channel=f"{delivery.channel}@{period}",
+                limit=int(cap["limit"]), period_seconds=period, token=token)
+            if not decision.allowed:
+                refused = decision
+                break
+        if refused is None:
+            delivery.explain.append("frequency cap: a unit is free now")
+            ready.append(delivery)
+        else:
+            until = refused.retry_at or (timezone.now() + timedelta(seconds=60))
+            delivery.explain.append(f"frequency cap still reached; deferred until {until.isoformat()}")
+            waiting[delivery.id] = Deferral(until=until, reason="frequency_capped",
+                                            detail="frequency cap still reached")
+    return ready, waiting
