@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from urllib.parse import quote
 
@@ -253,3 +254,26 @@ def _redis_ping():
     from channels_app.redis_conn import redis_client
 
     redis_client().ping()
+
+
+@pytest.fixture
+def redis_uid():
+    """A unique key part on real Redis; this test's keys are deleted afterwards."""
+    require_redis()
+    uid = uuid.uuid4().hex
+    yield uid
+    from channels_app.redis_conn import redis_client
+
+    client = redis_client()
+    for key in client.scan_iter(match=f"*{uid}*"):
+        client.delete(key)
+
+
+@pytest.fixture(params=["redis", "memory"])
+def uid(request, settings):
+    """Run the test on Redis and on the in-memory fallback (REDIS_URL empty)."""
+    if request.param == "memory":
+        settings.REDIS_URL = ""
+        yield uuid.uuid4().hex
+    else:
+        yield request.getfixturevalue("redis_uid")

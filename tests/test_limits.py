@@ -6,10 +6,8 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from django.conf import settings
 
 from channels_app.redis_conn import redis_client
@@ -23,30 +21,9 @@ from notifyhub.messaging.limits import (
     frequency_cap_release,
     frequency_cap_take,
 )
-from tests.conftest import ROOT, require_redis
+from tests.conftest import ROOT
 
 DAY = 86400
-
-
-@pytest.fixture
-def redis_uid():
-    """A unique key part on real Redis; this test's keys are deleted afterwards."""
-    require_redis()
-    uid = uuid.uuid4().hex
-    yield uid
-    client = redis_client()
-    for key in client.scan_iter(match=f"*{uid}*"):
-        client.delete(key)
-
-
-@pytest.fixture(params=["redis", "memory"])
-def uid(request, settings):
-    """Run the test on Redis and on the in-memory fallback (REDIS_URL empty)."""
-    if request.param == "memory":
-        settings.REDIS_URL = ""
-        yield uuid.uuid4().hex
-    else:
-        yield request.getfixturevalue("redis_uid")
 
 
 def take(uid, token, *, limit=3, period=DAY, category="marketing", channel="sms") -> CapDecision:

@@ -218,6 +218,20 @@ class ChatRobotBackend(HttpChannelBackend):
         except ChannelError as exc:
             raise redacted(exc, url_secrets(url)) from None
 
+    def raise_for_errcode(self, response: requests.Response, provider: str, error_for) -> None:
+        """DingTalk and WeCom answer HTTP 200 with ``{"errcode", "errmsg"}``; ``error_for(code,
+        message, status=, response=)`` maps a non-zero code to the provider's channel error."""
+        body = json_body(response)
+        if body is None or "errcode" not in body:
+            super().raise_for_status(response)
+            raise self.unexpected(response, provider)
+        try:
+            errcode = int(body["errcode"])
+        except (TypeError, ValueError):
+            raise self.unexpected(response, provider) from None
+        if errcode != 0:
+            raise error_for(errcode, str(body.get("errmsg", "")), status=response.status_code, response=response.text)
+
     def unexpected(self, response: requests.Response, provider: str) -> PermanentChannelError:
         """A 2xx answer that is not the provider's: the URL points somewhere else."""
         return PermanentChannelError(

@@ -25,7 +25,6 @@ from channels_app.backends.chat_common import (
     card_markdown,
     card_of,
     check_webhook_url,
-    json_body,
     mentions_of,
     present,
     richest,
@@ -122,16 +121,7 @@ class DingTalkBackend(ChatRobotBackend):
         return SendResult(detail=f"sent as {sent_as}")
 
     def raise_for_status(self, response: requests.Response) -> None:
-        body = json_body(response)
-        if body is None or "errcode" not in body:
-            super().raise_for_status(response)
-            raise self.unexpected(response, "DingTalk")
-        try:
-            errcode = int(body["errcode"])
-        except (TypeError, ValueError):
-            raise self.unexpected(response, "DingTalk") from None
-        if errcode != 0:
-            raise error_for(errcode, str(body.get("errmsg", "")), status=response.status_code, response=response.text)
+        self.raise_for_errcode(response, "DingTalk", error_for)
 
 
 def build_payload(content) -> tuple[dict, str]:

@@ -17,7 +17,6 @@ from channels_app.backends.chat_common import (
     card_markdown,
     card_of,
     check_webhook_url,
-    json_body,
     mentions_of,
     not_mentioned,
     present,
@@ -64,16 +63,7 @@ class WeComBackend(ChatRobotBackend):
         return SendResult(detail="; ".join(filter(None, [f"sent as {sent_as}", note])))
 
     def raise_for_status(self, response: requests.Response) -> None:
-        body = json_body(response)
-        if body is None or "errcode" not in body:
-            super().raise_for_status(response)
-            raise self.unexpected(response, "WeCom")
-        try:
-            errcode = int(body["errcode"])
-        except (TypeError, ValueError):
-            raise self.unexpected(response, "WeCom") from None
-        if errcode != 0:
-            raise error_for(errcode, str(body.get("errmsg", "")), status=response.status_code, response=response.text)
+        self.raise_for_errcode(response, "WeCom", error_for)
 
 
 def build_payload(content) -> tuple[dict, str, str]:

@@ -7,35 +7,13 @@ import sys
 import textwrap
 import threading
 import time
-import uuid
 
 import pytest
 from django.conf import settings
 
 from channels_app.ratelimit import Rate, rate_parse, slot_reserve
 from channels_app.redis_conn import LocalStore, redis_client
-from tests.conftest import ROOT, require_redis
-
-
-@pytest.fixture
-def redis_uid():
-    """A unique key part on real Redis; this test's keys are deleted afterwards."""
-    require_redis()
-    uid = uuid.uuid4().hex
-    yield uid
-    client = redis_client()
-    for key in client.scan_iter(match=f"*{uid}*"):
-        client.delete(key)
-
-
-@pytest.fixture(params=["redis", "memory"])
-def uid(request, settings):
-    """Run the test on Redis and on the in-memory fallback (REDIS_URL empty)."""
-    if request.param == "memory":
-        settings.REDIS_URL = ""
-        yield uuid.uuid4().hex
-    else:
-        yield request.getfixturevalue("redis_uid")
+from tests.conftest import ROOT
 
 
 def max_in_window(times: list[float], period: float) -> int:
