@@ -156,7 +156,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "notifyhub-sweep-stuck": {
         "task": "notifyhub.sweep_stuck",
-        "schedule": env.float("NOTIFYHUB_SWEEP_SECONDS", default=30.0),
+        "schedule": env.float("NOTIFYHUB_SWEEP_SECONDS", default=10.0),
         "options": {"queue": "maintenance", "expires": 60},
     },
 }
@@ -169,7 +169,18 @@ NOTIFYHUB_RETRY_MAX_SECONDS = env.float("NOTIFYHUB_RETRY_MAX_SECONDS", default=3
 NOTIFYHUB_RETRY_COUNTDOWN_MAX_SECONDS = env.float("NOTIFYHUB_RETRY_COUNTDOWN_MAX_SECONDS", default=60.0)
 # Safety margin of provider rate limits, a fraction of the period (channels_app.ratelimit).
 NOTIFYHUB_RATE_LIMIT_MARGIN = env.float("NOTIFYHUB_RATE_LIMIT_MARGIN", default=0.05)
-NOTIFYHUB_STUCK_SECONDS = env.float("NOTIFYHUB_STUCK_SECONDS", default=300.0)
+# A claim whose heartbeat is older than this is stuck (its worker died): the sweeper re-queues it.
+NOTIFYHUB_STUCK_SECONDS = env.float("NOTIFYHUB_STUCK_SECONDS", default=30.0)
+# How often a worker refreshes the claim of the batch it is sending (capped at a third of the above).
+NOTIFYHUB_HEARTBEAT_SECONDS = env.float("NOTIFYHUB_HEARTBEAT_SECONDS", default=10.0)
+# A delivery queued this long has its broker message looked up; it is re-enqueued only if lost.
+NOTIFYHUB_QUEUED_CHECK_SECONDS = env.float("NOTIFYHUB_QUEUED_CHECK_SECONDS", default=30.0)
+# Dispatch chunk tasks: retries of a chunk that raises, and its wait before the sweeper restarts it.
+NOTIFYHUB_CHUNK_MAX_ATTEMPTS = env.int("NOTIFYHUB_CHUNK_MAX_ATTEMPTS", default=5)
+# A provider report for an unknown message is kept this long, waiting for its send to be recorded.
+NOTIFYHUB_EARLY_RECEIPT_HOURS = env.float("NOTIFYHUB_EARLY_RECEIPT_HOURS", default=24.0)
+# After a cancel, how long the request waits for batches already handed to a provider to finish.
+NOTIFYHUB_CANCEL_DRAIN_SECONDS = env.float("NOTIFYHUB_CANCEL_DRAIN_SECONDS", default=10.0)
 NOTIFYHUB_DELIVER_BATCH_SIZE = env.int("NOTIFYHUB_DELIVER_BATCH_SIZE", default=100)
 NOTIFYHUB_DISPATCH_CHUNK_SIZE = env.int("NOTIFYHUB_DISPATCH_CHUNK_SIZE", default=1000)
 NOTIFYHUB_INLINE_DISPATCH_MAX = env.int("NOTIFYHUB_INLINE_DISPATCH_MAX", default=100)

@@ -89,6 +89,7 @@ def worker_env(**overrides) -> dict:
         "NOTIFYHUB_DUE_POLL_SECONDS": "0.5",
         "NOTIFYHUB_SWEEP_SECONDS": "1",
         "NOTIFYHUB_STUCK_SECONDS": "3",
+        "NOTIFYHUB_QUEUED_CHECK_SECONDS": "3",
         "NOTIFYHUB_RETRY_BASE_SECONDS": "1",
         "PYTHONUNBUFFERED": "1",
     }

@@ -17,7 +17,7 @@ from django.utils.html import escape, format_html, format_html_join
 
 from notifyhub.messaging.models import Delivery, DeliveryEvent, Message, MessageRecipient, Template
 from notifyhub.messaging.rendering import recipient_context, render_parts
-from notifyhub.messaging.services.maintenance import message_cancel
+from notifyhub.messaging.services.cancel import message_cancel
 from notifyhub.messaging.template_checks import template_content_check, template_routing_check
 
 INLINE_DELIVERY_LIMIT = 100

@@ -195,6 +195,12 @@ class Delivery(models.Model):
     claimed_at = models.DateTimeField(null=True, blank=True)
     claim_token = models.UUIDField(null=True, blank=True, editable=False)
     provider_message_id = models.CharField(max_length=255, blank=True)
+    enqueue_id = models.UUIDField(
+        null=True, blank=True, editable=False,
+        help_text="The broker task that carries this delivery; the sweeper re-enqueues only when it is lost.")
+    followup = models.CharField(
+        max_length=20, blank=True,
+        help_text="Bookkeeping still owed after the outcome was recorded (fallback, suppress); redone by the sweeper.")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
@@ -214,10 +220,64 @@ class Delivery(models.Model):
             models.Index(fields=("message",), name="delivery_open_by_message",
                          condition=Q(status__in=["pending", "queued", "sending"])),
             models.Index(fields=("recipient", "-created_at")),
+            models.Index(fields=("updated_at",), name="delivery_followup", condition=~Q(followup="")),
+            models.Index(fields=("provider_message_id",), name="delivery_provider_id",
+                         condition=~Q(provider_message_id="")),
         ]
 
     def __str__(self):
         return f"{self.channel} → {self.address or self.recipient_id} ({self.status})"
+
+
+class ChunkStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed (attempts exhausted; its recipients are failed)"
+
+
+class DispatchChunk(models.Model):
+    """One slice of a message's audience to plan, recorded before its task is enqueued.
+
+    The row is the durable record of planned work: a chunk task that is lost or raises leaves the
+    row ``pending``, and the sweeper enqueues it again after ``NOTIFYHUB_CHUNK_STALE_SECONDS``.
+    """
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="chunks")
+    first_id = models.BigIntegerField(help_text="First MessageRecipient id of the slice.")
+    last_id = models.BigIntegerField(help_text="Last MessageRecipient id of the slice.")
+    status = models.CharField(max_length=10, choices=ChunkStatus.choices, default=ChunkStatus.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("message", "first_id")
+        indexes = [models.Index(fields=("updated_at",), name="chunk_pending",
+                                condition=Q(status="pending"))]
+
+    def __str__(self):
+        return f"{self.message_id} [{self.first_id}..{self.last_id}] {self.status}"
+
+
+class EarlyReceipt(models.Model):
+    """A provider report that arrived before its delivery's outcome (and provider id) was written.
+
+    Stored so the hook can acknowledge it safely; applied as soon as the outcome is recorded, and
+    forgotten after ``NOTIFYHUB_EARLY_RECEIPT_HOURS`` if no delivery ever claims it.
+    """
+
+    source = models.CharField(max_length=100)
+    provider_message_id = models.CharField(max_length=255, db_index=True)
+    channel = models.CharField(max_length=20, blank=True)
+    config_id = models.IntegerField(null=True, blank=True)
+    status = models.CharField(max_length=20)
+    event_id = models.CharField(max_length=255, blank=True)
+    detail = models.TextField(blank=True)
+    at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self):
+        return f"{self.source} {self.status} {self.provider_message_id}"
 
 
 class DeliveryEvent(models.Model):

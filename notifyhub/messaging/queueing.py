@@ -6,8 +6,10 @@ batches of ``NOTIFYHUB_DELIVER_BATCH_SIZE`` on the queue of their channel kind a
 categories, high priority). A slow provider never starves another kind, and a large broadcast
 never sits in front of a one-time password.
 """
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from functools import partial
 
 from celery import current_app
@@ -32,24 +34,67 @@ def all_queues(kinds) -> list[str]:
     return [deliver_queue(kind, lane) for kind in kinds for lane in LANES]
 
 
-def _send(name: str, args: list, queue: str, countdown: float | None = None) -> None:
-    current_app.send_task(name, args=args, queue=queue, countdown=countdown)
+@dataclass
+class Batch:
+    """One broker message: the deliveries one ``deliver_batch`` task carries, and its task id."""
+
+    queue: str
+    items: list
+    task_id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+    @property
+    def ids(self) -> list[str]:
+        return [str(getattr(item, "pk", item)) for item in self.items]
 
 
-def deliveries_enqueue(*, deliveries: Iterable[tuple[str, str, object]], countdown: float | None = None) -> None:
-    """Enqueue ``(channel, lane, delivery_id)`` in per-queue batches once the transaction commits."""
-    by_queue: dict[str, list[str]] = defaultdict(list)
-    for channel, lane, delivery_id in deliveries:
-        by_queue[deliver_queue(channel, lane)].append(str(delivery_id))
+def _send(name: str, args: list, queue: str, countdown: float | None = None, task_id=None) -> None:
+    current_app.send_task(name, args=args, queue=queue, countdown=countdown,
+                          task_id=str(task_id) if task_id else None)
+
+
+def deliveries_batch(*, deliveries: Iterable[tuple[str, str, object]]) -> list[Batch]:
+    """Group ``(channel, lane, delivery or id)`` into per-queue batches of the configured size."""
+    by_queue: dict[str, list] = defaultdict(list)
+    for channel, lane, item in deliveries:
+        by_queue[deliver_queue(channel, lane)].append(item)
     size = settings.NOTIFYHUB_DELIVER_BATCH_SIZE
-    for queue, ids in by_queue.items():
-        for start in range(0, len(ids), size):
-            transaction.on_commit(partial(
-                _send, "notifyhub.deliver_batch", [ids[start:start + size]], queue, countdown
-            ))
+    return [Batch(queue, items[start:start + size])
+            for queue, items in by_queue.items() for start in range(0, len(items), size)]
 
 
-def dispatch_enqueue(*, message_id, first_id: int | None = None, last_id: int | None = None) -> None:
-    args = [str(message_id)] if first_id is None else [str(message_id), first_id, last_id]
-    name = "notifyhub.dispatch_message" if first_id is None else "notifyhub.dispatch_chunk"
-    transaction.on_commit(partial(_send, name, args, DISPATCH_QUEUE))
+def deliveries_enqueue(*, batches: Iterable[Batch], countdown: float | None = None) -> None:
+    """Send each batch once the transaction commits, under its own task id.
+
+    The caller has stored the task id on the batch's rows (``Delivery.enqueue_id``), in the same
+    transaction, so the sweeper can later ask the broker whether that message still exists.
+    """
+    for batch in batches:
+        transaction.on_commit(partial(_send, "notifyhub.deliver_batch", [batch.ids], batch.queue, countdown,
+                                      batch.task_id))
+
+
+def deliveries_requeue(*, deliveries: Iterable[tuple[str, str, object]], **changes) -> int:
+    """Mark deliveries ``queued`` with a fresh task id per batch and enqueue them on commit.
+
+    One UPDATE per batch (``changes`` are extra fields to set, e.g. ``updated_at``); only rows
+    still in the status the caller expects are touched: pass ``expect={...}`` filter kwargs.
+    Returns the number of rows moved.
+    """
+    from notifyhub.messaging.models import Delivery, DeliveryStatus
+
+    expect = changes.pop("expect", {})
+    moved = 0
+    batches = deliveries_batch(deliveries=deliveries)
+    for batch in batches:
+        moved += Delivery.objects.filter(pk__in=batch.ids, **expect).update(
+            status=DeliveryStatus.QUEUED, enqueue_id=batch.task_id, **changes)
+    deliveries_enqueue(batches=batches)
+    return moved
+
+
+def dispatch_enqueue(*, message_id) -> None:
+    transaction.on_commit(partial(_send, "notifyhub.dispatch_message", [str(message_id)], DISPATCH_QUEUE))
+
+
+def chunk_enqueue(*, chunk_id: int, countdown: float | None = None) -> None:
+    transaction.on_commit(partial(_send, "notifyhub.dispatch_chunk", [chunk_id], DISPATCH_QUEUE, countdown))

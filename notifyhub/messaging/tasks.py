@@ -1,7 +1,7 @@
 """Celery entry points: load by id, call a service. Names are stable; queues are set by callers."""
 from celery import shared_task
 
-from notifyhub.messaging.services import deliver, dispatch, maintenance
+from notifyhub.messaging.services import deliver, dispatch, sweeper
 
 TASK_OPTIONS = {"acks_late": True, "reject_on_worker_lost": True, "ignore_result": True}
 
@@ -11,9 +11,12 @@ def dispatch_message(message_id: str) -> int:
     return dispatch.message_dispatch_start(message_id=message_id)
 
 
-@shared_task(name="notifyhub.dispatch_chunk", **TASK_OPTIONS)
-def dispatch_chunk(message_id: str, first_id: int, last_id: int) -> int:
-    return dispatch.message_dispatch_chunk(message_id=message_id, first_id=first_id, last_id=last_id)
+@shared_task(name="notifyhub.dispatch_chunk", bind=True, max_retries=None, **TASK_OPTIONS)
+def dispatch_chunk(self, chunk_id: int) -> int:
+    try:
+        return dispatch.message_dispatch_chunk(chunk_id=chunk_id)
+    except dispatch.ChunkRetry as retry:  # attempts are counted on the chunk row, not by Celery
+        raise self.retry(countdown=retry.countdown) from retry
 
 
 @shared_task(name="notifyhub.deliver_batch", **TASK_OPTIONS)
@@ -23,9 +26,9 @@ def deliver_batch(delivery_ids: list[str]) -> int:
 
 @shared_task(name="notifyhub.release_due", **TASK_OPTIONS)
 def release_due() -> dict:
-    return maintenance.due_release()
+    return sweeper.due_release()
 
 
 @shared_task(name="notifyhub.sweep_stuck", **TASK_OPTIONS)
 def sweep_stuck() -> dict:
-    return maintenance.stuck_sweep()
+    return sweeper.stuck_sweep()

@@ -21,7 +21,8 @@ from notifyhub.api.serializers.messages import (
 from notifyhub.messaging.models import MessageStatus
 from notifyhub.messaging.selectors import message_with_deliveries, messages_for_key
 from notifyhub.messaging.services.accept import message_accept, message_preview
-from notifyhub.messaging.services.maintenance import message_cancel
+from notifyhub.messaging.services.cancel import message_cancel
+from notifyhub.messaging.services.rules import reservations_guard
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
@@ -109,7 +110,7 @@ class MessageListCreateView(generics.ListAPIView):
             if record:
                 idempotency_finish(record=record, status_code=200, body=body)
             return Response(body, status=status.HTTP_200_OK)
-        with transaction.atomic():
+        with reservations_guard(), transaction.atomic():  # a rollback gives back dedup and cap units
             message = message_accept(api_key=request.auth, send_at=data.get("send_at"), idempotency_key=key,
                                      **common)
             body = MessageAcceptedSerializer(message).data

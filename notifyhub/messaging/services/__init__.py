@@ -1,1 +1,3 @@
-"""Writes of the messaging pipeline: accept, dispatch, deliver and maintenance."""
+"""Writes of the messaging pipeline, one job per module: accept, dispatch (chunks) and planning,
+claim, deliver (batch, accounts, pacing), outcomes (retries), follow-ups (fallback, receipts),
+roll-up, cancel and the sweeper."""

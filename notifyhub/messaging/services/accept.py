@@ -15,7 +15,9 @@ from django.utils import timezone
 from notifyhub.messaging.models import Message, MessagePriority, MessageRecipient, MessageStatus, Template
 from notifyhub.messaging.queueing import dispatch_enqueue
 from notifyhub.messaging.rendering import RenderError, recipient_context, render_parts
-from notifyhub.messaging.services.dispatch import DeliveryPlan, deliveries_plan, message_dispatch_inline
+from notifyhub.messaging.services.dispatch import message_dispatch_inline
+from notifyhub.messaging.services.planning import DeliveryPlan, deliveries_plan
+from notifyhub.messaging.services.rules import reservations_guard
 from preferences.models import Recipient
 from preferences.services import RecipientInput, recipients_upsert
 
@@ -63,12 +65,23 @@ def _recipients_resolve(to: Sequence[str | RecipientInput]) -> list[Recipient]:
     return ordered
 
 
-@transaction.atomic
 def message_accept(
     *, api_key, template: Template, to: Sequence[str | RecipientInput], context: dict,
     channels: Sequence[str] = (), send_at: datetime | None = None, idempotency_key: str = "",
     priority: str = MessagePriority.NORMAL,
 ) -> Message:
+    """Write the message (and dispatch it inline when small) in one transaction.
+
+    The dedup windows and cap units an inline dispatch reserves are given back if this
+    transaction rolls back; a caller that wraps this in a larger transaction must wrap that in
+    :func:`~notifyhub.messaging.services.rules.reservations_guard` too.
+    """
+    with reservations_guard(), transaction.atomic():
+        return _message_accept(api_key=api_key, template=template, to=to, context=context, channels=channels,
+                               send_at=send_at, idempotency_key=idempotency_key, priority=priority)
+
+
+def _message_accept(*, api_key, template, to, context, channels, send_at, idempotency_key, priority) -> Message:
     context_check(template=template, context=context)
     recipients = _recipients_resolve(to)
     scheduled = send_at is not None and send_at > timezone.now()

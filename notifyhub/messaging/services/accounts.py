@@ -5,20 +5,18 @@ the best priority first; among equal priorities at random in proportion to ``wei
 account whose circuit breaker is open is passed over, and a half-open one gets one probe.
 Each account's rate (``ChannelConfig.rate_limit`` or the backend's provider default) is a
 slot reservation in Redis shared by every worker: a delivery waits for its slot when it is
-near (``MAX_SLOT_WAIT``) and otherwise goes back to ``pending`` until then, without counting
-an attempt. An account-level error (bad credentials, exhausted quota) opens the breaker and
+near and otherwise goes back to ``pending`` until its slot, without counting
+an attempt (see :mod:`.pacing`). An account-level error (bad credentials, exhausted quota) opens the breaker and
 sends the delivery to the next account at once — it was refused, so it cannot go out twice.
 Transient errors count towards the breaker but are retried later, not failed over: a timeout
 may have delivered, and a second account must not repeat it.
 """
 import logging
 import random
-import time
 from collections import defaultdict
 from datetime import timedelta
 from itertools import groupby
 
-from django.db import transaction
 from django.utils import timezone
 
 from channels_app.base import ChannelBackend
@@ -30,65 +28,18 @@ from channels_app.errors import (
     InvalidAddressError,
     TransientChannelError,
 )
-from channels_app.message import OutboundMessage, SendResult
+from channels_app.message import SendResult
 from channels_app.models import ChannelConfig
-from channels_app.ratelimit import Rate, rate_parse, slot_reserve
+from channels_app.ratelimit import Rate, rate_parse
 from channels_app.services import channel_backend_build
-from notifyhub.messaging.models import Delivery, DeliveryStatus
-from notifyhub.messaging.services.outcomes import Deferral, outcomes_record
+from notifyhub.messaging.models import Delivery
+from notifyhub.messaging.services.batch import Flusher
+from notifyhub.messaging.services.followups import outcomes_settle
+from notifyhub.messaging.services.pacing import paced_outcomes
+from notifyhub.messaging.services.retries import Deferral
 
 logger = logging.getLogger(__name__)
-FLUSH_EVERY = 200
-FLUSH_SECONDS = 0.5
-#: A worker sleeps for a rate-limit slot at most this long; a later slot defers the delivery.
-MAX_SLOT_WAIT = 2.0
-#: Slots this close are sent together (well inside the rate limit's margin): a high rate such
-#: as FCM's 600000/m keeps concurrent sends instead of one request per 0.1 ms slot.
-SLOT_GROUP_SECONDS = 0.01
-#: Backends whose providers report delivery later (a fallback timeout starts at the send).
 UNLIMITED = {"", "0", "none"}
-
-
-def outbound(delivery: Delivery) -> OutboundMessage:
-    message = delivery.message
-    return OutboundMessage(
-        delivery_id=str(delivery.id), kind=delivery.channel, address=delivery.address,
-        content=delivery.content,
-        metadata={"message_id": str(message.id), "template": message.template.key,
-                  "recipient": delivery.recipient.external_id},
-    )
-
-
-class Flusher:
-    """Collects outcomes and writes them at least every ``FLUSH_SECONDS`` or ``FLUSH_EVERY``."""
-
-    def __init__(self, by_id: dict, *, config_id, reports_delivery: bool = False):
-        self.by_id, self.config_id, self.reports_delivery = by_id, config_id, reports_delivery
-        self.pending: dict = {}
-        self.flushed_at = time.monotonic()
-
-    def add(self, delivery_id: str, outcome) -> None:
-        self.pending[delivery_id] = outcome
-        if len(self.pending) >= FLUSH_EVERY or time.monotonic() - self.flushed_at >= FLUSH_SECONDS:
-            self.flush()
-
-    def fail_rest(self, error) -> None:
-        self.pending.update({key: error for key in self.by_id if key not in self.pending})
-
-    def flush(self) -> None:
-        if not self.pending:
-            return
-        rows = [self.by_id[key] for key in self.pending]
-        with transaction.atomic():
-            outcomes_record(deliveries=rows, outcomes={d.id: self.pending[str(d.id)] for d in rows},
-                            config_id=self.config_id, reports_delivery=self.reports_delivery)
-        for key in self.pending:
-            self.by_id.pop(key)
-        self.pending.clear()
-        self.flushed_at = time.monotonic()
-        token = rows[0].claim_token_at_claim
-        if self.by_id and token:  # the task still holds deliveries (a rate-limited batch): keep the claim fresh
-            Delivery.objects.filter(claim_token=token, status=DeliveryStatus.SENDING).update(claimed_at=timezone.now())
 
 
 def account_rate(config: ChannelConfig, backend: type[ChannelBackend]) -> Rate | None:
@@ -180,7 +131,7 @@ class AccountSender:
                 delivery.explain.append(f"every account's circuit is open: waiting {wait}s")
                 outcomes[delivery.id] = Deferral(until=timezone.now() + timedelta(seconds=wait), reason="circuit_open",
                                                  detail="every account's circuit breaker is open")
-        outcomes_record(deliveries=rows, outcomes=outcomes, config_id=None)
+        outcomes_settle(deliveries=rows, outcomes=outcomes, config_id=None)
 
     # --- sending -----------------------------------------------------------------------------
     def _backend(self, config: ChannelConfig) -> ChannelBackend:
@@ -203,12 +154,13 @@ class AccountSender:
             return [self._refused(config, d, exc) for d in group]
         except ChannelError as exc:  # open() failed: server down; nothing was sent
             self._breaker(config, account_level=False)
-            outcomes_record(deliveries=group, outcomes={d.id: exc for d in group}, config_id=config.pk)
+            outcomes_settle(deliveries=group, outcomes={d.id: exc for d in group}, config_id=config.pk)
             return []
         by_id = {str(d.id): d for d in group}
         flusher = Flusher(by_id, config_id=config.pk, reports_delivery=getattr(backend, "reports_delivery", False))
         failover, successes = [], 0
-        outcomes = self._outcomes(config, backend, rate, group)
+        outcomes = paced_outcomes(backend=backend, rate=rate, key=f"account:{config.pk}", label=config.name,
+                                  deliveries=group)
         try:
             while True:
                 try:
@@ -258,37 +210,3 @@ class AccountSender:
         delivery.explain.append(f"account {config.name} refused ({error.code or 'account error'}): failover")
         self.last_error[delivery.id] = error
         return delivery, delivery._excluded | {config.pk}
-
-    def _outcomes(self, config, backend, rate, group):
-        """Yield ``(delivery id, outcome)``; with a rate, one at a time in reserved slots."""
-        if rate is None:
-            for message, outcome in backend.send_many(outbound(d) for d in group):
-                yield message.delivery_id, outcome
-            return
-        key = f"account:{config.pk}"
-        ready: list[Delivery] = []  # slots due now: sent together, concurrently
-        for index, delivery in enumerate(group):
-            wait = slot_reserve(key, rate, max_wait=MAX_SLOT_WAIT)
-            if wait > MAX_SLOT_WAIT:
-                yield from self._send_now(backend, ready)
-                until = timezone.now() + timedelta(seconds=wait)
-                for later in group[index:]:
-                    later.explain.append(f"rate limit {rate} on {config.name}: next slot in {wait:.1f}s, deferred")
-                    yield str(later.id), Deferral(until=until, reason="rate_limited",
-                                                  detail=f"rate limit {rate} on {config.name}: waiting {wait:.1f}s")
-                return
-            if wait > SLOT_GROUP_SECONDS:
-                due = time.monotonic() + wait
-                yield from self._send_now(backend, ready)
-                ready = []
-                time.sleep(max(0.0, due - time.monotonic()))  # the slot, not the slot plus the sends before
-                if wait >= 0.05:
-                    delivery.explain.append(f"rate limit {rate} on {config.name}: waited {wait:.2f}s for a slot")
-            ready.append(delivery)
-        yield from self._send_now(backend, ready)
-
-    @staticmethod
-    def _send_now(backend, deliveries: list[Delivery]):
-        if deliveries:
-            for message, outcome in backend.send_many(outbound(d) for d in deliveries):
-                yield message.delivery_id, outcome

@@ -1,173 +1,173 @@
-"""Recording what happened to deliveries, and rolling it up to their messages."""
-import random
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+"""Recording what happened to a claimed batch: the outcome first, in its own short transaction.
+
+What a provider accepted cannot be taken back, so it is written before anything else, in one
+statement guarded by the claim (``WHERE id = ANY(...) AND claim_token = ... AND status =
+'sending'``): a worker that stalled past the stuck threshold, and whose deliveries were claimed
+again by another, writes nothing over the second claimant. The timeline events of the rows
+actually written go in the same transaction. Everything else the outcome implies — the fallback
+to the next channel, suppressing a dead address, early provider reports, the roll-up — is
+bookkeeping done afterwards (:mod:`.followups`); a delivery that owes some carries a
+``followup`` marker, so bookkeeping that fails is redone from the database, never by sending again.
+"""
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.conf import settings
+from django.db import connection, transaction
 from django.utils import timezone
 
 from channels_app.errors import ChannelError, DeadAddressError, TransientChannelError
 from channels_app.message import SendResult
-from notifyhub.messaging.models import (
-    OPEN_DELIVERY_STATUSES,
-    SUCCESS_DELIVERY_STATUSES,
-    Delivery,
-    DeliveryStatus,
-    Message,
-    MessageStatus,
-)
-from notifyhub.messaging.queueing import deliveries_enqueue
-from notifyhub.messaging.services.events import events_record
-from preferences.services import contact_point_deactivate
+from notifyhub.messaging.models import Delivery, DeliveryEvent, DeliveryStatus, RoutingMode
+from notifyhub.messaging.services.retries import Cancelled, Deferral, deferral_note, retry_delay
 
-OUTCOME_FIELDS = ["status", "reason", "detail", "sent_at", "provider_message_id", "next_attempt_at",
-                  "channel_config", "claim_token", "updated_at", "attempts", "explain", "fallback_at"]
+logger = logging.getLogger(__name__)
+FIELDS = ("status", "reason", "detail", "sent_at", "provider_message_id", "next_attempt_at", "channel_config_id",
+          "attempts", "explain", "fallback_at", "followup")
 
 
-def retry_delay(*, attempt: int, retry_after: float | None = None) -> float:
-    """Exponential backoff with jitter: attempt n waits between base·2^(n-1)/2 and base·2^(n-1).
+@dataclass
+class Recorded:
+    """What one write recorded: the rows it wrote and what they still owe."""
 
-    The ranges of successive attempts do not overlap, so delays always grow; the provider's
-    ``Retry-After`` is honoured when it asks for longer; the cap bounds the wait.
-    """
-    ceiling = settings.NOTIFYHUB_RETRY_BASE_SECONDS * 2 ** (attempt - 1)
-    delay = random.uniform(ceiling / 2, ceiling)
-    if retry_after:
-        delay = max(delay, retry_after)
-    return min(delay, settings.NOTIFYHUB_RETRY_MAX_SECONDS)
+    written: list[Delivery] = field(default_factory=list)
+    retry_soon: list[tuple[Delivery, float]] = field(default_factory=list)
 
-
-@dataclass(frozen=True, slots=True)
-class Deferral:
-    """Not sent and not an attempt: wait for a rate-limit slot or a closed circuit breaker."""
-
-    until: datetime
-    reason: str
-    detail: str
+    def extend(self, other: "Recorded") -> None:
+        self.written += other.written
+        self.retry_soon += other.retry_soon
 
 
 def outcomes_record(*, deliveries: Sequence[Delivery], outcomes: dict, config_id: int | None,
-                    reports_delivery: bool = False) -> None:
-    """Apply ``{delivery_id: SendResult | ChannelError | Deferral}`` to claimed deliveries, in bulk.
+                    reports_delivery: bool = False) -> Recorded:
+    """Write ``{delivery id: SendResult | ChannelError | Deferral | Cancelled}`` for claimed rows.
 
-    ``reports_delivery``: the account's provider reports delivery later, so a fallback-chain
-    timeout starts at the send.
+    One short transaction: a conditional UPDATE of the rows still held by this claim, and the
+    events of those rows. Returns what was written; the caller runs the follow-ups.
     """
     now = timezone.now()
-    changes, retry_soon, failed = [], [], []
+    recorded = Recorded()
+    events = []
     for delivery in deliveries:
-        outcome = outcomes[delivery.id]
-        delivery.claim_token = None
-        delivery.updated_at = now
-        if isinstance(outcome, Deferral):
-            delivery.status, delivery.reason, delivery.next_attempt_at = DeliveryStatus.PENDING, outcome.reason, \
-                outcome.until
-            delivery.attempts = max(0, delivery.attempts - 1)  # waiting is not an attempt
-            changes.append((delivery.id, DeliveryStatus.PENDING, outcome.detail))
-            delay = (outcome.until - now).total_seconds()
-            if delay <= settings.NOTIFYHUB_RETRY_COUNTDOWN_MAX_SECONDS:
-                retry_soon.append((delivery, max(0.0, delay)))
-            continue
-        delivery.channel_config_id = config_id
-        if isinstance(outcome, SendResult):
-            delivery.status, delivery.reason, delivery.detail = DeliveryStatus.SENT, "", outcome.detail
-            delivery.sent_at, delivery.provider_message_id = now, outcome.provider_message_id
-            delivery.next_attempt_at = None
-            timeout = delivery.message.template.fallback_timeout_seconds
-            if reports_delivery and timeout and delivery.message.template.routing == "fallback":
-                delivery.fallback_at = now + timedelta(seconds=timeout)
-            changes.append((delivery.id, DeliveryStatus.SENT, f"attempt {delivery.attempts}: sent "
-                            f"{outcome.provider_message_id} {outcome.detail}".strip()))
-            continue
-        _record_error(delivery, outcome, now, changes, retry_soon)
-        if delivery.status == DeliveryStatus.FAILED:
-            failed.append(delivery)
-    Delivery.objects.bulk_update(deliveries, OUTCOME_FIELDS)
-    events_record(changes=changes)
-    if failed:
-        from notifyhub.messaging.services.dispatch import fallback_next
-
-        fallback_next(deliveries=failed, why="failed")
-    dead = [d for d in deliveries if isinstance(outcomes[d.id], DeadAddressError) and d.address]
-    for delivery in dead:
-        contact_point_deactivate(recipient_id=delivery.recipient_id, kind=delivery.channel,
-                                 address=delivery.address, reason=f"dead: {delivery.reason}")
-    if retry_soon:
-        # Short waits ride a Celery countdown; long ones wait for the due-time dispatcher.
-        for delivery, delay in retry_soon:
-            deliveries_enqueue(deliveries=[(delivery.channel, delivery.lane, delivery.id)], countdown=delay)
+        _apply(delivery, outcomes[delivery.id], now, config_id, reports_delivery, events, recorded)
+    if not deliveries:
+        return recorded
+    with transaction.atomic():
+        written = _write(deliveries, now)
+        DeliveryEvent.objects.bulk_create(
+            [DeliveryEvent(delivery_id=delivery_id, status=status, detail=detail[:4000], at=at)
+             for delivery_id, status, detail, at in events if delivery_id in written])
+    recorded.written = [d for d in deliveries if d.id in written]
+    recorded.retry_soon = [(d, delay) for d, delay in recorded.retry_soon if d.id in written]
+    lost = len(deliveries) - len(written)
+    if lost:
+        logger.warning("%d outcomes not recorded: their claim was taken over or cancelled", lost)
+    return recorded
 
 
-def _record_error(delivery, error: ChannelError, now, changes, retry_soon) -> None:
+def _apply(delivery: Delivery, outcome, now, config_id, reports_delivery, events, recorded: Recorded) -> None:
+    """Set the outcome's fields on ``delivery`` and note its events (in memory only)."""
+    claimed_at = delivery.claimed_at or now
+    delivery.followup = ""
+    if isinstance(outcome, Deferral):
+        delivery.status, delivery.reason, delivery.next_attempt_at = DeliveryStatus.PENDING, outcome.reason, \
+            outcome.until
+        delivery.attempts = max(0, delivery.attempts - 1)  # waiting is not an attempt
+        deferral_note(delivery.explain, outcome)
+        return
+    if isinstance(outcome, Cancelled):
+        delivery.status, delivery.reason, delivery.next_attempt_at = DeliveryStatus.CANCELLED, "cancelled", None
+        delivery.attempts = max(0, delivery.attempts - 1)
+        events.append((delivery.id, DeliveryStatus.CANCELLED, outcome.detail, now))
+        return
+    events.append((delivery.id, DeliveryStatus.SENDING, f"attempt {delivery.attempts}", claimed_at))
+    delivery.channel_config_id = config_id
+    template = delivery.message.template
+    if isinstance(outcome, SendResult):
+        delivery.status, delivery.reason, delivery.detail = DeliveryStatus.SENT, "", outcome.detail
+        delivery.sent_at, delivery.provider_message_id = now, outcome.provider_message_id
+        delivery.next_attempt_at = None
+        timeout = template.fallback_timeout_seconds
+        if reports_delivery and timeout and template.routing == RoutingMode.FALLBACK:
+            delivery.fallback_at = now + timedelta(seconds=timeout)
+        events.append((delivery.id, DeliveryStatus.SENT, f"attempt {delivery.attempts}: sent "
+                       f"{outcome.provider_message_id} {outcome.detail}".strip(), now))
+        return
+    _apply_error(delivery, outcome, now, events, recorded)
+
+
+def _apply_error(delivery: Delivery, error: ChannelError, now, events, recorded: Recorded) -> None:
     delivery.detail = getattr(error, "detail", str(error))
     transient = isinstance(error, TransientChannelError)
     if transient and delivery.attempts < settings.NOTIFYHUB_MAX_ATTEMPTS:
         delay = retry_delay(attempt=delivery.attempts, retry_after=error.retry_after)
         delivery.status, delivery.reason = DeliveryStatus.PENDING, "retrying"
         delivery.next_attempt_at = now + timedelta(seconds=delay)
-        changes.append((delivery.id, DeliveryStatus.PENDING,
-                        f"attempt {delivery.attempts} failed, retry in {delay:.1f}s: {delivery.detail}"))
+        events.append((delivery.id, DeliveryStatus.PENDING,
+                       f"attempt {delivery.attempts} failed, retry in {delay:.1f}s: {delivery.detail}", now))
         if delay <= settings.NOTIFYHUB_RETRY_COUNTDOWN_MAX_SECONDS:
-            retry_soon.append((delivery, delay))  # longer waits are left to the due-time dispatcher
+            recorded.retry_soon.append((delivery, delay))  # longer waits are left to the due-time dispatcher
         return
     delivery.status = DeliveryStatus.FAILED
     delivery.reason = "max_attempts" if transient else (error.code or "permanent_error")
     delivery.next_attempt_at = None
-    changes.append((delivery.id, DeliveryStatus.FAILED, f"attempt {delivery.attempts}: {delivery.reason}: "
-                    f"{delivery.detail}"))
+    delivery.followup = followup_for(delivery, dead=isinstance(error, DeadAddressError))
+    events.append((delivery.id, DeliveryStatus.FAILED, f"attempt {delivery.attempts}: {delivery.reason}: "
+                   f"{delivery.detail}", now))
 
 
-def message_status_from(counts: Counter) -> str:
-    """A message's status from the count of its deliveries per status."""
-    if any(counts[s] for s in OPEN_DELIVERY_STATUSES):
-        return MessageStatus.PROCESSING
-    sent = sum(counts[s] for s in SUCCESS_DELIVERY_STATUSES)
-    failed = counts[DeliveryStatus.FAILED] + counts[DeliveryStatus.BOUNCED]
-    if sent:
-        return MessageStatus.PARTIAL if failed else MessageStatus.SENT
-    if failed:
-        return MessageStatus.FAILED
-    if counts[DeliveryStatus.CANCELLED] and not counts[DeliveryStatus.SKIPPED]:
-        return MessageStatus.CANCELLED
-    return MessageStatus.SKIPPED
+def followup_for(delivery: Delivery, *, dead: bool = False) -> str:
+    """The bookkeeping a failed delivery owes: ``fallback`` and/or ``suppress``."""
+    owed = []
+    message = delivery.message
+    if message.template.routing == RoutingMode.FALLBACK and not message.channels:
+        owed.append("fallback")
+    if dead and delivery.address:
+        owed.append("suppress")
+    return ",".join(owed)
 
 
-def messages_rollup(*, message_ids: Iterable) -> None:
-    """Recompute the status of these messages from their deliveries.
+def _write(deliveries: Sequence[Delivery], now) -> set:
+    """The conditional UPDATE; returns the ids it wrote."""
+    if connection.vendor == "postgresql":
+        return _write_postgresql(deliveries, now)
+    written = set()
+    for d in deliveries:  # the embedded default (SQLite): small volumes, one statement a row
+        values = {name: getattr(d, name) for name in FIELDS}
+        if Delivery.objects.filter(pk=d.pk, claim_token=d.claim_token_at_claim, status=DeliveryStatus.SENDING).update(
+                claim_token=None, updated_at=now, **values):
+            written.add(d.pk)
+    return written
 
-    A message with open deliveries is simply ``processing``: that is found through a small
-    partial index, so a batch of a 100,000-delivery broadcast does not count the whole
-    broadcast. Only messages with nothing open get their deliveries counted.
-    """
-    message_ids = set(message_ids)
-    if not message_ids:
-        return
-    from django.db.models import Count
 
-    still_open = set(
-        Delivery.objects.filter(message_id__in=message_ids, status__in=OPEN_DELIVERY_STATUSES)
-        .values_list("message_id", flat=True).distinct()
-    )
-    counts: dict = defaultdict(Counter)
-    finished = message_ids - still_open
-    if finished:
-        rows = Delivery.objects.filter(message_id__in=finished).values_list("message_id", "status")
-        for message_id, status, n in rows.annotate(n=Count("id")).order_by():
-            counts[message_id][status] = n
-    now = timezone.now()
-    changed = []
-    for message in Message.objects.filter(pk__in=message_ids).exclude(
-        status__in=[MessageStatus.SCHEDULED, MessageStatus.CANCELLED, MessageStatus.ACCEPTED]
-    ).only("id", "status", "chunks_pending", "completed_at"):
-        if message.pk in still_open or message.chunks_pending:
-            status = MessageStatus.PROCESSING
-        else:
-            status = message_status_from(counts[message.pk])
-        if status != message.status:
-            message.status = status
-            message.completed_at = None if status == MessageStatus.PROCESSING else now
-            message.updated_at = now
-            changed.append(message)
-    Message.objects.bulk_update(changed, ["status", "completed_at", "updated_at"])
+def _write_postgresql(deliveries: Sequence[Delivery], now) -> set:
+    table = Delivery._meta.db_table
+    columns = {
+        "id": ("uuid", [d.pk for d in deliveries]),
+        "token": ("uuid", [d.claim_token_at_claim for d in deliveries]),
+        "status": ("text", [d.status for d in deliveries]),
+        "reason": ("text", [d.reason for d in deliveries]),
+        "detail": ("text", [d.detail for d in deliveries]),
+        "sent_at": ("timestamptz", [d.sent_at for d in deliveries]),
+        "provider_message_id": ("text", [d.provider_message_id for d in deliveries]),
+        "next_attempt_at": ("timestamptz", [d.next_attempt_at for d in deliveries]),
+        "channel_config_id": ("bigint", [d.channel_config_id for d in deliveries]),
+        "attempts": ("integer", [d.attempts for d in deliveries]),
+        "explain": ("text", [json.dumps(d.explain, ensure_ascii=False) for d in deliveries]),
+        "fallback_at": ("timestamptz", [d.fallback_at for d in deliveries]),
+        "followup": ("text", [d.followup for d in deliveries]),
+    }
+    names = list(columns)
+    unnest = ", ".join(f"%s::{kind}[]" for kind, _ in columns.values())
+    assign = ", ".join(f"{name} = v.{name}" + ("::jsonb" if name == "explain" else "")
+                       for name in names if name not in ("id", "token"))
+    # Identifiers come from the model and the fixed column list above; every value is a parameter.
+    sql = (f"UPDATE {table} AS d SET {assign}, claim_token = NULL, updated_at = %s "  # noqa: S608
+           f"FROM unnest({unnest}) AS v({', '.join(names)}) "
+           f"WHERE d.id = v.id AND d.claim_token = v.token AND d.status = %s RETURNING d.id")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [now, *(values for _, values in columns.values()), DeliveryStatus.SENDING])
+        return {row[0] for row in cursor.fetchall()}
