@@ -12,7 +12,15 @@ from django.urls import reverse
 from channels_app.models import ChannelConfig, InboxEntry
 from notifyhub.api.models import IdempotencyRecord
 from notifyhub.clients.models import ApiKey
-from notifyhub.messaging.models import Delivery, DeliveryEvent, Message, MessageRecipient, Template
+from notifyhub.messaging.models import (
+    Delivery,
+    DeliveryEvent,
+    DispatchChunk,
+    EarlyReceipt,
+    Message,
+    MessageRecipient,
+    Template,
+)
 from preferences.models import ContactPoint, Preference
 from tests import factories
 from tests.conftest import free_port
@@ -68,6 +76,9 @@ def one_of_everything(message_with_deliveries):
     api_key, _ = factories.api_key()
     IdempotencyRecord.objects.create(api_key=api_key, key="idem-1", request_hash="0" * 64, state="done",
                                      response_status=202, response_body={"id": "x"})
+    DispatchChunk.objects.create(message=message_with_deliveries[0], first_id=1, last_id=2, attempts=2,
+                                 last_error="ConnectionError: Redis is down")
+    EarlyReceipt.objects.create(source="twilio", provider_message_id="SM1", status="delivered")
 
 
 # --- every page renders ------------------------------------------------------------------------

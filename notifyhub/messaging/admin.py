@@ -15,7 +15,15 @@ from django.forms.models import BaseInlineFormSet
 from django.urls import reverse
 from django.utils.html import escape, format_html, format_html_join
 
-from notifyhub.messaging.models import Delivery, DeliveryEvent, Message, MessageRecipient, Template
+from notifyhub.messaging.models import (
+    Delivery,
+    DeliveryEvent,
+    DispatchChunk,
+    EarlyReceipt,
+    Message,
+    MessageRecipient,
+    Template,
+)
 from notifyhub.messaging.rendering import recipient_context, render_parts
 from notifyhub.messaging.services.cancel import message_cancel
 from notifyhub.messaging.template_checks import template_content_check, template_routing_check
@@ -285,4 +293,29 @@ class MessageRecipientAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ("message__template", "recipient")
     search_fields = ("=message__id", "=recipient__external_id")
     search_help_text = "Exact message id or recipient external id."
+    show_full_result_count = False
+
+
+@admin.register(DispatchChunk)
+class DispatchChunkAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Slices of large messages' audiences: a chunk that keeps failing shows its last error here."""
+
+    list_display = ("message", "first_id", "last_id", "status", "attempts", "updated_at")
+    list_filter = ("status",)
+    list_select_related = ("message__template",)
+    search_fields = ("=message__id",)
+    search_help_text = "Exact message id."
+    fields = ("message", "first_id", "last_id", "status", "attempts", "last_error", "updated_at")
+    readonly_fields = fields
+    show_full_result_count = False
+
+
+@admin.register(EarlyReceipt)
+class EarlyReceiptAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Provider reports that arrived before their send was recorded, waiting to be applied."""
+
+    list_display = ("provider_message_id", "source", "status", "received_at")
+    list_filter = ("source", "status")
+    search_fields = ("=provider_message_id",)
+    search_help_text = "Exact provider message id."
     show_full_result_count = False

@@ -16,6 +16,8 @@ from celery import current_app
 from django.conf import settings
 from django.db import transaction
 
+from notifyhub.messaging.models import Delivery, DeliveryStatus
+
 DISPATCH_QUEUE = "dispatch"
 MAINTENANCE_QUEUE = "maintenance"
 
@@ -80,8 +82,6 @@ def deliveries_requeue(*, deliveries: Iterable[tuple[str, str, object]], **chang
     still in the status the caller expects are touched: pass ``expect={...}`` filter kwargs.
     Returns the number of rows moved.
     """
-    from notifyhub.messaging.models import Delivery, DeliveryStatus
-
     expect = changes.pop("expect", {})
     moved = 0
     batches = deliveries_batch(deliveries=deliveries)

@@ -9,6 +9,7 @@ from anymail.signals import tracking
 
 from channels_app.base import Receipt
 from channels_app.kinds import ChannelKind
+from notifyhub.messaging.services.receipts import receipts_apply
 
 #: anymail event type -> receipt status. ``deferred``, ``queued`` and ``sent`` change nothing.
 EVENT_STATUS = {
@@ -34,8 +35,6 @@ def receipt_from_event(event) -> Receipt | None:
 
 
 def on_tracking(sender, event, esp_name, **kwargs):
-    from notifyhub.messaging.services.receipts import receipts_apply
-
     receipt = receipt_from_event(event)
     if receipt is not None:
         receipts_apply(source=f"anymail.{esp_name.lower()}", receipts=[receipt], channel=ChannelKind.EMAIL)

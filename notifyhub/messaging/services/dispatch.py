@@ -82,7 +82,7 @@ def message_dispatch_chunk(*, chunk_id: int) -> int:
     """
     try:
         with reservations_guard(), transaction.atomic():
-            chunk = (DispatchChunk.objects.select_for_update(skip_locked=True)
+            chunk = (DispatchChunk.objects.select_for_update(of=("self",), skip_locked=True)
                      .filter(pk=chunk_id, status=ChunkStatus.PENDING).first())
             if chunk is None:
                 return 0  # done, or being run by another worker right now

@@ -49,7 +49,7 @@ def due_release() -> dict:
         for message_id in message_ids:
             dispatch_enqueue(message_id=message_id)
         due = list(
-            Delivery.objects.select_for_update(skip_locked=True)
+            Delivery.objects.select_for_update(of=("self",), skip_locked=True)
             .filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
             .order_by("next_attempt_at").values_list("pk", "channel", "lane", "reason")[:RELEASE_LIMIT]
         )
