@@ -107,6 +107,21 @@ def test_flushed_broker_right_after_accept_still_delivers_every_recipient_once(a
     wait_until(lambda: Message.objects.get(pk=body["id"]).status == "sent", timeout=20, message="roll-up")
 
 
+def test_chunks_of_one_message_dispatch_side_by_side_without_deadlocks(api, start_worker):
+    """Chunks hold their message FOR SHARE and never write it, so parallel chunks cannot deadlock."""
+    from notifyhub.messaging.models import DispatchChunk
+
+    factories.inapp_channel()
+    template = factories.template(content={"inapp": {"title": "Hi {{ name }}", "body": "b"}})
+    ids = recipients_bulk(4000)
+    start_worker(concurrency=4, NOTIFYHUB_DISPATCH_CHUNK_SIZE="200")
+    body = send(api, {"template": template.key, "to": ids, "context": {"name": "A", "code": "1"}})
+    wait_until(lambda: all_final(body["id"], 4000), timeout=180, interval=1, message="all 4,000 deliveries")
+    chunks = list(DispatchChunk.objects.filter(message_id=body["id"]).values_list("status", "attempts", "last_error"))
+    assert len(chunks) == 20 and all(c == ("done", 0, "") for c in chunks), chunks
+    assert statuses(body["id"]) == {("sent", ""): 4000}
+
+
 def test_a_chunk_that_raises_is_retried_then_fails_its_recipients(api, start_worker, settings):
     """A chunk whose planning fails as a whole (Redis down for the dedup check) is retried; when
     Redis is back it completes. Nothing is left ``processing`` with recipients lacking deliveries."""

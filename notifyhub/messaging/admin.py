@@ -193,7 +193,7 @@ class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     show_full_result_count = False
     actions = ("cancel_unsent",)
     inlines = (DeliveryInline,)
-    fields = ("id", "template", "status", "delivery_summary", "recipient_count", "chunks_pending", "channels",
+    fields = ("id", "template", "status", "delivery_summary", "recipient_count", "chunks_summary", "channels",
               "context_pretty", "api_key", "idempotency_key", "send_at", "created_at", "updated_at",
               "completed_at")
     readonly_fields = fields
@@ -209,6 +209,13 @@ class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="context")
     def context_pretty(self, obj):
         return pretty_json(obj.context)
+
+    @admin.display(description="dispatch chunks")
+    def chunks_summary(self, obj):
+        counts = obj.chunks.values("status").annotate(n=Count("pk")).order_by("status")
+        url = reverse("admin:messaging_dispatchchunk_changelist") + f"?message__id__exact={obj.pk}"
+        parts = format_html_join(", ", "{}: {}", ((c["status"], c["n"]) for c in counts)) or "none"
+        return format_html('{} — <a href="{}">list</a>', parts, url)
 
     @admin.display(description="deliveries")
     def delivery_summary(self, obj):

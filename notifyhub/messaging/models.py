@@ -136,7 +136,6 @@ class Message(models.Model):
     priority = models.CharField(max_length=10, choices=MessagePriority.choices, default=MessagePriority.NORMAL)
     status = models.CharField(max_length=20, choices=MessageStatus.choices, default=MessageStatus.ACCEPTED)
     recipient_count = models.PositiveIntegerField(default=0)
-    chunks_pending = models.PositiveIntegerField(default=0, help_text="Dispatch chunks not yet done.")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -253,6 +252,8 @@ class DispatchChunk(models.Model):
     class Meta:
         ordering = ("message", "first_id")
         indexes = [models.Index(fields=("updated_at",), name="chunk_pending",
+                                condition=Q(status="pending")),
+                   models.Index(fields=("message",), name="chunk_pending_by_message",
                                 condition=Q(status="pending"))]
 
     def __str__(self):

@@ -77,7 +77,8 @@ def test_transactional_latency_with_and_without_bulk_load(api, start_worker):
     person = factories.recipient()
     people = Recipient.objects.bulk_create([Recipient(external_id=f"lane-{i}") for i in range(BULK)])
     # As deploy/ recommends when both lanes share a host: the bulk lane runs at a lower CPU priority.
-    production = {"NOTIFYHUB_STUCK_SECONDS": 300, "NOTIFYHUB_SWEEP_SECONDS": 30, "NOTIFYHUB_DUE_POLL_SECONDS": 2}
+    production = {"NOTIFYHUB_STUCK_SECONDS": 30, "NOTIFYHUB_SWEEP_SECONDS": 10, "NOTIFYHUB_QUEUED_CHECK_SECONDS": 30,
+                  "NOTIFYHUB_DUE_POLL_SECONDS": 2}
     start_worker(name="bulk", concurrency=BULK_CONCURRENCY, queues=BULK_QUEUES, nice=10, **production)
     start_worker(name="tx", concurrency=4, pool="threads", beat=False, queues=TX_QUEUES, **production)
 

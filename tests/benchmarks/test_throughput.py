@@ -72,8 +72,8 @@ def test_pipeline_throughput(api, start_worker):
                                                 for i in range(INAPP)])
         ContactPoint.objects.bulk_create([ContactPoint(recipient=r, kind="email", address=f"b{i}@example.com")
                                           for i, r in enumerate(people)])
-        start_worker(name="bench", concurrency=4, NOTIFYHUB_STUCK_SECONDS=300, NOTIFYHUB_SWEEP_SECONDS=30,
-                     NOTIFYHUB_DUE_POLL_SECONDS=2)  # production timings: no sweeper re-queues mid-run
+        start_worker(name="bench", concurrency=4, NOTIFYHUB_STUCK_SECONDS=30, NOTIFYHUB_SWEEP_SECONDS=10,
+                     NOTIFYHUB_QUEUED_CHECK_SECONDS=30, NOTIFYHUB_DUE_POLL_SECONDS=2)  # production timings
 
         started = time.monotonic()
         ids = []

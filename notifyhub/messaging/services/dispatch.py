@@ -14,7 +14,6 @@ from collections.abc import Sequence
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from notifyhub.messaging.models import (
@@ -67,9 +66,8 @@ def message_dispatch_start(*, message_id) -> int:
         chunks = DispatchChunk.objects.bulk_create(
             [DispatchChunk(message=message, first_id=ids[i], last_id=ids[min(i + size, len(ids)) - 1], updated_at=now)
              for i in range(0, len(ids), size)])
-        message.chunks_pending = len(chunks)
         message.status = MessageStatus.PROCESSING if chunks else MessageStatus.SKIPPED
-        message.save(update_fields=["chunks_pending", "status", "updated_at"])
+        message.save(update_fields=["status", "updated_at"])
         for chunk in chunks:
             chunk_enqueue(chunk_id=chunk.pk)
     return len(chunks)
@@ -121,11 +119,10 @@ def _chunk_plan(message: Message, chunk: DispatchChunk) -> list[Delivery]:
 
 
 def _chunk_finish(chunk: DispatchChunk, status: str) -> None:
-    """Close the chunk and count it off its message (only the run that closes it counts)."""
-    if DispatchChunk.objects.filter(pk=chunk.pk, status=ChunkStatus.PENDING).update(
-            status=status, updated_at=timezone.now()):
-        Message.objects.filter(pk=chunk.message_id, chunks_pending__gt=0).update(
-            chunks_pending=F("chunks_pending") - 1, updated_at=timezone.now())
+    """Close the chunk. The message row is not written here: chunks of one message run side by
+    side, each holding the message ``FOR SHARE``; the roll-up sees the pending chunks instead."""
+    DispatchChunk.objects.filter(pk=chunk.pk, status=ChunkStatus.PENDING).update(
+        status=status, updated_at=timezone.now())
 
 
 def _chunk_failed(chunk_id: int, exc: Exception) -> int:

@@ -13,8 +13,10 @@ from django.utils import timezone
 from notifyhub.messaging.models import (
     OPEN_DELIVERY_STATUSES,
     SUCCESS_DELIVERY_STATUSES,
+    ChunkStatus,
     Delivery,
     DeliveryStatus,
+    DispatchChunk,
     Message,
     MessageStatus,
 )
@@ -43,17 +45,19 @@ def message_status_from(*, sent: int, failed: int, cancelled: int, skipped: int)
 def messages_rollup(*, message_ids: Iterable) -> int:
     """Recompute the status of these messages; returns how many changed.
 
-    Three statements whatever the size of the messages: one row per message with an EXISTS
-    probe for open deliveries, one aggregate row per finished message, one UPDATE per status.
+    Three statements whatever the size of the messages: one row per message with EXISTS
+    probes for open deliveries and pending dispatch chunks, one aggregate row per finished
+    message, one UPDATE per status.
     """
     message_ids = set(message_ids)
     if not message_ids:
         return 0
     open_deliveries = Delivery.objects.filter(message_id=OuterRef("pk"), status__in=OPEN_DELIVERY_STATUSES)
+    open_chunks = DispatchChunk.objects.filter(message_id=OuterRef("pk"), status=ChunkStatus.PENDING)
     messages = list(
         Message.objects.filter(pk__in=message_ids).exclude(status__in=FROZEN)
-        .annotate(has_open=Exists(open_deliveries)).order_by()
-        .values_list("pk", "status", "chunks_pending", "has_open")
+        .annotate(has_open=Exists(open_deliveries), has_chunks=Exists(open_chunks)).order_by()
+        .values_list("pk", "status", "has_chunks", "has_open")
     )
     finished = [pk for pk, _, chunks, has_open in messages if not has_open and not chunks]
     tallies = {}
