@@ -17,6 +17,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from notifyhub.messaging.models import Delivery, DeliveryEvent, DeliveryStatus, Message, MessageStatus
+from preferences.models import Recipient
 
 logger = logging.getLogger(__name__)
 
@@ -26,29 +27,67 @@ def _ready(now) -> Q:
 
 
 def deliveries_claim(*, delivery_ids) -> list[Delivery]:
-    """Move the given deliveries that are ready to ``sending`` and return them (three queries)."""
+    """Move the given deliveries that are ready to ``sending`` and return them.
+
+    A constant number of statements per batch: rows of cancelled messages are cancelled (one
+    UPDATE), the rest claimed (one UPDATE … RETURNING on PostgreSQL), and their messages and
+    recipients loaded once each (two SELECTs).
+    """
     now = timezone.now()
     token = uuid.uuid4()
     ids = list(delivery_ids)
-    cancelled = Message.objects.filter(status=MessageStatus.CANCELLED)
+    cancelled = Message.objects.filter(status=MessageStatus.CANCELLED).values("pk")
     with transaction.atomic():
-        dropped = list(Delivery.objects.filter(_ready(now), pk__in=ids, message__in=cancelled)
-                       .select_for_update(of=("self",), skip_locked=True).values_list("pk", flat=True))
-        if dropped:
-            Delivery.objects.filter(pk__in=dropped).update(status=DeliveryStatus.CANCELLED, reason="cancelled",
-                                                           updated_at=now, next_attempt_at=None)
+        dropped = Delivery.objects.filter(_ready(now), pk__in=ids, message__in=cancelled)
+        dropped_ids = list(dropped.values_list("pk", flat=True)) if dropped.exists() else []
+        if dropped_ids:
+            Delivery.objects.filter(_ready(now), pk__in=dropped_ids).update(
+                status=DeliveryStatus.CANCELLED, reason="cancelled", updated_at=now, next_attempt_at=None)
             DeliveryEvent.objects.bulk_create([DeliveryEvent(delivery_id=pk, status=DeliveryStatus.CANCELLED,
-                                                             detail="message cancelled", at=now) for pk in dropped])
-    claimed = Delivery.objects.filter(_ready(now), pk__in=ids).exclude(message__in=cancelled).update(
-        status=DeliveryStatus.SENDING, claim_token=token, claimed_at=now, updated_at=now,
-        attempts=F("attempts") + 1,
-    )
-    if not claimed:
+                                                             detail="message cancelled", at=now)
+                                               for pk in dropped_ids])
+    deliveries = _claim_rows(ids, token, now, cancelled)
+    if not deliveries:
         return []
-    deliveries = list(Delivery.objects.filter(claim_token=token).select_related("message__template__category",
-                                                                                "recipient"))
+    messages = Message.objects.select_related("template__category").in_bulk({d.message_id for d in deliveries})
+    recipients = Recipient.objects.in_bulk({d.recipient_id for d in deliveries})
     for delivery in deliveries:
+        delivery.message = messages[delivery.message_id]
+        delivery.recipient = recipients[delivery.recipient_id]
         delivery.claim_token_at_claim = token  # outcomes clear claim_token; the heartbeat still needs it
+    return deliveries
+
+
+def _claim_rows(ids: list, token, now, cancelled) -> list[Delivery]:
+    ready = Delivery.objects.filter(_ready(now), pk__in=ids).exclude(message__in=cancelled)
+    if connection.vendor != "postgresql":
+        if not ready.update(status=DeliveryStatus.SENDING, claim_token=token, claimed_at=now, updated_at=now,
+                            attempts=F("attempts") + 1):
+            return []
+        return list(Delivery.objects.filter(claim_token=token))
+    fields = Delivery._meta.concrete_fields
+    columns = ", ".join(f"d.{f.column}" for f in fields)
+    table, message_table = Delivery._meta.db_table, Message._meta.db_table
+    # Identifiers come from the models; every value is a parameter.
+    sql = (f"UPDATE {table} AS d SET status = %s, claim_token = %s, claimed_at = %s, "  # noqa: S608
+           f"updated_at = %s, attempts = d.attempts + 1 "
+           f"WHERE d.id = ANY(%s) AND (d.status = %s OR (d.status = %s AND d.next_attempt_at <= %s)) "
+           f"AND NOT EXISTS (SELECT 1 FROM {message_table} m WHERE m.id = d.message_id AND m.status = %s) "
+           f"RETURNING {columns}")
+    params = [DeliveryStatus.SENDING, token, now, now, ids, DeliveryStatus.QUEUED, DeliveryStatus.PENDING, now,
+              MessageStatus.CANCELLED]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    converters = [(index, f) for index, f in enumerate(fields) if f.get_db_converters(connection)]
+    names = [f.attname for f in fields]
+    deliveries = []
+    for row in rows:
+        values = list(row)
+        for index, field in converters:
+            for converter in field.get_db_converters(connection):
+                values[index] = converter(values[index], field, connection)
+        deliveries.append(Delivery.from_db(connection.alias, names, values))
     return deliveries
 
 
@@ -62,8 +101,7 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._run, name="notifyhub-heartbeat", daemon=True)
 
     def __enter__(self):
-        if connection.vendor != "sqlite":  # SQLite: one writer at a time; the embedded default waits
-            self._thread.start()
+        self._thread.start()
         return self
 
     def __exit__(self, *exc):

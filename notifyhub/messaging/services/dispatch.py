@@ -27,11 +27,7 @@ from notifyhub.messaging.models import (
 )
 from notifyhub.messaging.queueing import chunk_enqueue
 from notifyhub.messaging.services.events import events_record
-from notifyhub.messaging.services.planning import (
-    deliveries_create,
-    deliveries_plan,
-    recipients_without_deliveries,
-)
+from notifyhub.messaging.services.planning import deliveries_create, deliveries_plan
 from notifyhub.messaging.services.rollup import messages_rollup
 from notifyhub.messaging.services.rules import reservations_guard
 from preferences.models import Recipient
@@ -106,16 +102,20 @@ def _status_for_share(message: Message) -> str:
         return cursor.fetchone()[0]
 
 
-def _chunk_recipients(chunk: DispatchChunk) -> list[Recipient]:
-    return list(Recipient.objects.filter(pk__in=MessageRecipient.objects.filter(
-        message_id=chunk.message_id, id__gte=chunk.first_id, id__lte=chunk.last_id).values("recipient_id")))
+def _chunk_recipients(chunk: DispatchChunk, *, message: Message, channels) -> list[Recipient]:
+    """The chunk's recipients that have no delivery on ``channels`` yet (one query, no id lists)."""
+    audience = MessageRecipient.objects.filter(message_id=chunk.message_id, id__gte=chunk.first_id,
+                                               id__lte=chunk.last_id).values("recipient_id")
+    done = Delivery.objects.filter(message_id=message.pk, channel__in=list(channels),
+                                   recipient_id__in=audience).values("recipient_id")
+    return list(Recipient.objects.filter(pk__in=audience).exclude(pk__in=done))
 
 
 def _chunk_plan(message: Message, chunk: DispatchChunk) -> list[Delivery]:
     channels = message.channels or message.template.channels
-    recipients = recipients_without_deliveries(message=message, recipients=_chunk_recipients(chunk),
-                                               channels=channels)
-    return deliveries_create(message=message, plans=deliveries_plan(message=message, recipients=recipients))
+    recipients = _chunk_recipients(chunk, message=message, channels=channels)
+    return deliveries_create(message=message, plans=deliveries_plan(message=message, recipients=recipients),
+                             fresh=True)
 
 
 def _chunk_finish(chunk: DispatchChunk, status: str) -> None:
@@ -152,8 +152,7 @@ def _chunk_fail_recipients(chunk: DispatchChunk, error: str) -> int:
     """Give every recipient of a chunk that cannot be planned a ``failed`` delivery saying why."""
     message = Message.objects.select_related("template").get(pk=chunk.message_id)
     channels = message.channels or message.template.channels or ["none"]
-    recipients = recipients_without_deliveries(message=message, recipients=_chunk_recipients(chunk),
-                                               channels=channels)
+    recipients = _chunk_recipients(chunk, message=message, channels=channels)
     now = timezone.now()
     rows = [Delivery(message=message, recipient=r, channel=channel, status=DeliveryStatus.FAILED,
                      reason="dispatch_error", detail=error, created_at=now, updated_at=now,

@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 from channels_app.kinds import ChannelKind
 from channels_app.registry import default_backend_for
 from channels_app.selectors import channel_configs_for, channel_kinds_available
+from notifyhub.messaging.copying import rows_copy
 from notifyhub.messaging.models import Delivery, DeliveryStatus, Message, MessagePriority, RoutingMode
 from notifyhub.messaging.queueing import BULK, TRANSACTIONAL, deliveries_batch, deliveries_enqueue
 from notifyhub.messaging.rendering import content_for, recipient_context, render_parts
@@ -206,11 +207,13 @@ def _served_by_accounts():
     return served
 
 
-def deliveries_create(*, message: Message, plans: Sequence[DeliveryPlan]) -> list[Delivery]:
+def deliveries_create(*, message: Message, plans: Sequence[DeliveryPlan], fresh: bool = False) -> list[Delivery]:
     """Write the planned deliveries and enqueue the queued ones once the transaction commits.
 
     Callers plan only recipients without deliveries on those channels (see
-    :func:`recipients_without_deliveries`); ``ignore_conflicts`` keeps a racing repeat harmless.
+    :func:`recipients_without_deliveries`). ``fresh``: the caller holds a lock that rules out a
+    racing writer (a dispatch chunk), so rows are streamed with ``COPY``; otherwise
+    ``ignore_conflicts`` keeps a racing repeat (two fallbacks) harmless.
     Each queued row carries the id of the broker task that will carry it (``enqueue_id``), so the
     sweeper can tell a lost broker message from a long backlog.
     """
@@ -226,7 +229,10 @@ def deliveries_create(*, message: Message, plans: Sequence[DeliveryPlan]) -> lis
     for batch in batches:
         for delivery in batch.items:
             delivery.enqueue_id = batch.task_id
-    Delivery.objects.bulk_create(rows, ignore_conflicts=True)
+    if fresh:
+        rows_copy(Delivery, rows)
+    else:
+        Delivery.objects.bulk_create(rows, ignore_conflicts=True)
     events_record(changes=((d.id, d.status, d.explain[-1] if d.explain else "") for d in rows))
     deliveries_enqueue(batches=batches)
     return rows
