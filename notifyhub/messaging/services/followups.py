@@ -85,12 +85,15 @@ def _why(delivery: Delivery) -> str:
 def followups_redo() -> int:
     """Redo the follow-ups of deliveries whose own batch could not finish them (the sweeper)."""
     cutoff = timezone.now() - REDO_AFTER
-    owing = list(
-        Delivery.objects.filter(updated_at__lt=cutoff).exclude(followup="")
-        .select_related("message__template__category", "recipient").order_by()[:REDO_LIMIT]
-    )
+    with transaction.atomic():
+        owing = list(
+            Delivery.objects.select_for_update(of=("self",), skip_locked=True)
+            .filter(updated_at__lt=cutoff).exclude(followup="")
+            .select_related("message__template__category", "recipient").order_by()[:REDO_LIMIT]
+        )
+        if owing:
+            deliveries_followups(owing)
     if owing:
-        deliveries_followups(owing)
         messages_rollup(message_ids={d.message_id for d in owing})
     return len(owing)
 
