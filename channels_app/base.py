@@ -72,6 +72,9 @@ class ChannelBackend:
     default_rate: ClassVar[str] = ""
     #: The provider reports delivery later (receipts, tracking webhooks), so ``sent`` is not final.
     reports_delivery: ClassVar[bool] = False
+    #: ``send_many`` only writes to the hub's own database (in-app): the hub may claim, send and
+    #: record a batch in one transaction, so it is sent exactly once.
+    writes_hub_database: ClassVar[bool] = False
 
     def __init__(self, *, options: dict | None = None, account: str = "", callback_url: str = ""):
         self.options = dict(options or {})

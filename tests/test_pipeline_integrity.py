@@ -489,3 +489,37 @@ def test_a_long_backlog_drains_with_no_sweeper_reenqueue(api, start_worker):
                message="the backlog to drain")
     assert "Re-enqueued" not in worker.output()
     assert statuses(body["id"]) == {("sent", ""): 10000}
+
+
+# --- in-app: claim, send and record in one transaction -------------------------------------------------
+def test_inapp_batch_is_claimed_sent_and_recorded_in_one_transaction(api):
+    from channels_app.models import InboxEntry
+
+    factories.inapp_channel()
+    category = factories.category(frequency_caps=[{"channel": "inapp", "limit": 1, "period": 86400}],
+                                  over_cap="defer")
+    template = factories.template(category=category, content={"inapp": {"title": "t", "body": "b"}})
+    plain = factories.template(content={"inapp": {"title": "t", "body": "b"}})
+    person, other = factories.recipient(), factories.recipient()
+    capped_first = message_accept(api_key=None, template=template, to=[person.external_id],
+                                  context={"name": "A", "code": "1"})
+    capped = message_accept(api_key=None, template=template, to=[person.external_id],
+                            context={"name": "A", "code": "1"})
+    ready = message_accept(api_key=None, template=plain, to=[other.external_id], context={"name": "A", "code": "1"})
+    rows = {m: Delivery.objects.get(message=m) for m in (capped_first, capped, ready)}
+    deferred = rows[capped]
+    assert deferred.status == "pending" and deferred.reason == "frequency_capped"
+    Delivery.objects.filter(pk=deferred.pk).update(next_attempt_at=timezone.now())  # due: re-checked at claim
+    with CaptureQueriesContext(connection) as queries:
+        sent = deliveries_send(delivery_ids=[str(d.pk) for d in rows.values()], kind="inapp")
+    assert sent == 3
+    first, again, plain_row = (Delivery.objects.get(pk=rows[m].pk) for m in (capped_first, capped, ready))
+    assert (first.status, plain_row.status) == ("sent", "sent")
+    assert first.provider_message_id == str(first.pk) and first.claim_token is None
+    assert again.status == "pending" and again.reason == "frequency_capped"  # the full path re-checked the cap
+    assert InboxEntry.objects.filter(delivery_id__in=[first.pk, plain_row.pk]).count() == 2
+    assert list(DeliveryEvent.objects.filter(delivery=first).values_list("status", flat=True).order_by("id")) == [
+        "queued", "sending", "sent"]
+    updates = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE messaging_delivery AS d "
+                                                                                  "SET status = 'sent'")]
+    assert len(updates) == 1  # one statement wrote both in-app rows straight to sent

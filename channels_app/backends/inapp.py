@@ -11,6 +11,7 @@ class InAppBackend(ChannelBackend):
     name = "inapp"
     label = "In-app inbox"
     needs_account = False
+    writes_hub_database = True
 
     def send(self, message: OutboundMessage) -> SendResult:
         return next(iter(self.send_many([message])))[1]

@@ -45,6 +45,10 @@ class Batch:
     task_id: uuid.UUID = field(default_factory=uuid.uuid4)
 
     @property
+    def kind(self) -> str:
+        return self.queue.split(".")[1]
+
+    @property
     def ids(self) -> list[str]:
         return [str(getattr(item, "pk", item)) for item in self.items]
 
@@ -71,8 +75,8 @@ def deliveries_enqueue(*, batches: Iterable[Batch], countdown: float | None = No
     transaction, so the sweeper can later ask the broker whether that message still exists.
     """
     for batch in batches:
-        transaction.on_commit(partial(_send, "notifyhub.deliver_batch", [batch.ids], batch.queue, countdown,
-                                      batch.task_id))
+        transaction.on_commit(partial(_send, "notifyhub.deliver_batch", [batch.ids, batch.kind], batch.queue,
+                                      countdown, batch.task_id))
 
 
 def deliveries_requeue(*, deliveries: Iterable[tuple[str, str, object]], **changes) -> int:

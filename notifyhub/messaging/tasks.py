@@ -20,8 +20,8 @@ def dispatch_chunk(self, chunk_id: int) -> int:
 
 
 @shared_task(name="notifyhub.deliver_batch", **TASK_OPTIONS)
-def deliver_batch(delivery_ids: list[str]) -> int:
-    return deliver.deliveries_send(delivery_ids=delivery_ids)
+def deliver_batch(delivery_ids: list[str], kind: str = "") -> int:
+    return deliver.deliveries_send(delivery_ids=delivery_ids, kind=kind)
 
 
 @shared_task(name="notifyhub.release_due", **TASK_OPTIONS)

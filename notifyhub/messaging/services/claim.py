@@ -46,25 +46,12 @@ def deliveries_claim(*, delivery_ids) -> list[Delivery]:
             DeliveryEvent.objects.bulk_create([DeliveryEvent(delivery_id=pk, status=DeliveryStatus.CANCELLED,
                                                              detail="message cancelled", at=now)
                                                for pk in dropped_ids])
-    deliveries = _claim_rows(ids, token, now, cancelled)
-    if not deliveries:
-        return []
-    messages = Message.objects.select_related("template__category").in_bulk({d.message_id for d in deliveries})
-    recipients = Recipient.objects.in_bulk({d.recipient_id for d in deliveries})
-    for delivery in deliveries:
-        delivery.message = messages[delivery.message_id]
-        delivery.recipient = recipients[delivery.recipient_id]
-        delivery.claim_token_at_claim = token  # outcomes clear claim_token; the heartbeat still needs it
-    return deliveries
-
-
-def _claim_rows(ids: list, token, now, cancelled) -> list[Delivery]:
-    ready = Delivery.objects.filter(_ready(now), pk__in=ids).exclude(message__in=cancelled)
     if connection.vendor != "postgresql":
+        ready = Delivery.objects.filter(_ready(now), pk__in=ids).exclude(message__in=cancelled)
         if not ready.update(status=DeliveryStatus.SENDING, claim_token=token, claimed_at=now, updated_at=now,
                             attempts=F("attempts") + 1):
             return []
-        return list(Delivery.objects.filter(claim_token=token))
+        return _attach(list(Delivery.objects.filter(claim_token=token)), token)
     fields = Delivery._meta.concrete_fields
     columns = ", ".join(f"d.{f.column}" for f in fields)
     table, message_table = Delivery._meta.db_table, Message._meta.db_table
@@ -78,16 +65,35 @@ def _claim_rows(ids: list, token, now, cancelled) -> list[Delivery]:
               MessageStatus.CANCELLED]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        rows = cursor.fetchall()
-    converters = [(index, f) for index, f in enumerate(fields) if f.get_db_converters(connection)]
+        return claimed_rows_load(cursor.fetchall(), token=token)
+
+
+def claimed_rows_load(rows, *, token) -> list[Delivery]:
+    """Deliveries from ``RETURNING`` rows of every column, with messages and recipients loaded
+    once per batch (two queries)."""
+    fields = Delivery._meta.concrete_fields
+    converters = [(index, f, f.get_db_converters(connection)) for index, f in enumerate(fields)]
+    converters = [c for c in converters if c[2]]
     names = [f.attname for f in fields]
     deliveries = []
     for row in rows:
         values = list(row)
-        for index, field in converters:
-            for converter in field.get_db_converters(connection):
+        for index, field, functions in converters:
+            for converter in functions:
                 values[index] = converter(values[index], field, connection)
         deliveries.append(Delivery.from_db(connection.alias, names, values))
+    return _attach(deliveries, token)
+
+
+def _attach(deliveries: list[Delivery], token) -> list[Delivery]:
+    if not deliveries:
+        return []
+    messages = Message.objects.select_related("template__category").in_bulk({d.message_id for d in deliveries})
+    recipients = Recipient.objects.in_bulk({d.recipient_id for d in deliveries})
+    for delivery in deliveries:
+        delivery.message = messages[delivery.message_id]
+        delivery.recipient = recipients[delivery.recipient_id]
+        delivery.claim_token_at_claim = token  # outcomes clear claim_token; the heartbeat still needs it
     return deliveries
 
 

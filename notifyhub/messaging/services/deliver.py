@@ -14,17 +14,31 @@ from notifyhub.messaging.services.accounts import AccountSender
 from notifyhub.messaging.services.batch import Flusher, send_group
 from notifyhub.messaging.services.claim import Heartbeat, deliveries_claim
 from notifyhub.messaging.services.followups import outcomes_settle
+from notifyhub.messaging.services.instant import deliveries_send_instant, instant_account
 from notifyhub.messaging.services.rollup import messages_rollup
 from notifyhub.messaging.services.rules import capped_recheck
 
 logger = logging.getLogger(__name__)
 
 
-def deliveries_send(*, delivery_ids) -> int:
-    """Send what can be claimed of ``delivery_ids``; returns how many were claimed."""
+def deliveries_send(*, delivery_ids, kind: str = "") -> int:
+    """Send what can be claimed of ``delivery_ids``; returns how many were claimed.
+
+    ``kind`` (the channel kind of the batch's queue) lets a kind whose send is a write in the
+    hub's database go the one-transaction way (:mod:`.instant`).
+    """
+    done = 0
+    config = instant_account(kind) if kind else False
+    if config is not False:
+        handled = deliveries_send_instant(delivery_ids=delivery_ids, config=config)
+        done = len(handled)
+        handled = {str(pk) for pk in handled}
+        delivery_ids = [pk for pk in delivery_ids if str(pk) not in handled]
+        if not delivery_ids:
+            return done
     deliveries = deliveries_claim(delivery_ids=delivery_ids)
     if not deliveries:
-        return 0
+        return done
     with Heartbeat(deliveries[0].claim_token_at_claim):
         ready, waiting = capped_recheck(deliveries)
         if waiting:
@@ -38,7 +52,7 @@ def deliveries_send(*, delivery_ids) -> int:
         messages_rollup(message_ids={d.message_id for d in deliveries})
     except Exception:  # recomputed by the next batch, report or sweep of the message
         logger.exception("Roll-up after a batch failed")
-    return len(deliveries)
+    return done + len(deliveries)
 
 
 def _send_group(channel: str, app: str, deliveries: list[Delivery]) -> None:
