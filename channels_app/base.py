@@ -15,6 +15,7 @@ from typing import ClassVar
 
 from rest_framework import serializers
 
+from channels_app.concurrency import send_sequentially
 from channels_app.errors import ChannelError
 from channels_app.message import OutboundMessage, SendResult
 
@@ -127,12 +128,9 @@ class ChannelBackend:
         raise NotImplementedError
 
     def send_many(self, messages: Iterable[OutboundMessage]) -> Iterator[tuple[OutboundMessage, Outcome]]:
-        """Yield each message with its outcome as soon as it is known."""
-        for message in messages:
-            try:
-                yield message, self.send(message)
-            except ChannelError as error:
-                yield message, error
+        """Yield each message with its outcome as soon as it is known; an unexpected exception
+        in one send is that message's outcome (see :mod:`channels_app.concurrency`)."""
+        yield from send_sequentially(self.send, messages)
 
     # --- callbacks -------------------------------------------------------------------------
     def receipts(self, request: CallbackRequest) -> list[Receipt]:

@@ -4,8 +4,6 @@ Every HTTP backend sends through :class:`HttpChannelBackend`, so the outbound UR
 connection reuse, bounded concurrency and the mapping of HTTP status to transient or
 permanent errors live in one place.
 """
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
@@ -13,9 +11,9 @@ from urllib.parse import urlsplit
 import requests
 from django.conf import settings
 
-from channels_app.base import ChannelBackend, Outcome
-from channels_app.errors import ChannelError, PermanentChannelError, TransientChannelError
-from channels_app.message import OutboundMessage
+from channels_app.base import ChannelBackend
+from channels_app.concurrency import ConcurrentSendMixin
+from channels_app.errors import PermanentChannelError, TransientChannelError
 from channels_app.netguard import BlockedURLError, UnresolvableHostError, check_outbound_url
 
 TRANSIENT_STATUSES = frozenset({408, 425, 429})
@@ -46,7 +44,7 @@ def redact(error: Exception, url: str) -> str:
     return text.replace(query, "***") if query else text
 
 
-class HttpChannelBackend(ChannelBackend):
+class HttpChannelBackend(ConcurrentSendMixin, ChannelBackend):
     user_agent = "notifyhub"
 
     def __init__(self, **kwargs):
@@ -109,20 +107,3 @@ class HttpChannelBackend(ChannelBackend):
                 status=status, response=text,
             )
         raise PermanentChannelError(f"HTTP {status}", status=status, response=text)
-
-    def send_many(self, messages: Iterable[OutboundMessage]) -> Iterator[tuple[OutboundMessage, Outcome]]:
-        """Send concurrently over the shared session; yield outcomes as they complete."""
-        messages = list(messages)
-        if len(messages) <= 1:
-            yield from super().send_many(messages)
-            return
-        self.open()
-        workers = min(settings.NOTIFYHUB_HTTP_CONCURRENCY, len(messages))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"send-{self.name}") as pool:
-            futures = {pool.submit(self.send, message): message for message in messages}
-            for future in as_completed(futures):
-                message = futures[future]
-                try:
-                    yield message, future.result()
-                except ChannelError as error:
-                    yield message, error

@@ -17,8 +17,6 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import httpx
 import jwt
@@ -27,10 +25,10 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from django.conf import settings
 from rest_framework import serializers
 
-from channels_app.base import ChannelBackend, Outcome
+from channels_app.base import ChannelBackend
+from channels_app.concurrency import ConcurrentSendMixin
 from channels_app.errors import (
     AccountError,
-    ChannelError,
     DeadAddressError,
     InvalidAddressError,
     PermanentChannelError,
@@ -147,7 +145,7 @@ class _ProviderTokenExpired(TransientChannelError):
     """APNs found the JWT stale (403 ExpiredProviderToken): sign a new one and retry once."""
 
 
-class ApnsBackend(ChannelBackend):
+class ApnsBackend(ConcurrentSendMixin, ChannelBackend):
     kind = ChannelKind.PUSH
     name = "apns"
     label = "Apple Push Notification service (token auth)"
@@ -310,20 +308,3 @@ class ApnsBackend(ChannelBackend):
                 retry_after=retry_after_seconds(response.headers.get("retry-after")),
             )
         raise PermanentChannelError(f"APNs refused the notification: {code}", **kwargs)
-
-    def send_many(self, messages: Iterable[OutboundMessage]) -> Iterator[tuple[OutboundMessage, Outcome]]:
-        """Concurrent streams over the batch's HTTP/2 connection; outcomes as they complete."""
-        messages = list(messages)
-        if len(messages) <= 1:
-            yield from super().send_many(messages)
-            return
-        self.open()
-        workers = min(settings.NOTIFYHUB_HTTP_CONCURRENCY, len(messages))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="send-apns") as pool:
-            futures = {pool.submit(self.send, message): message for message in messages}
-            for future in as_completed(futures):
-                message = futures[future]
-                try:
-                    yield message, future.result()
-                except ChannelError as error:
-                    yield message, error
