@@ -7,6 +7,7 @@ from channels_app.models import ChannelConfig
 from channels_app.registry import all_backends
 from channels_app.services import channel_config_save
 from notifyhub.api.fields import StrictBooleanField, StrictCharField, StrictChoiceField, StrictIntegerField
+from notifyhub.api.parsers import json_field_check
 from notifyhub.messaging.models import Template
 from notifyhub.messaging.template_checks import template_content_check, template_routing_check
 from preferences.models import Category
@@ -51,9 +52,10 @@ class TemplateSerializer(serializers.ModelSerializer):
     category = serializers.SlugRelatedField(slug_field="key", queryset=Category.objects.all())
     name = StrictCharField(max_length=200)
     variables = serializers.ListField(child=StrictCharField(max_length=100), required=False, default=list)
-    content = serializers.DictField(help_text="Per channel kind: the parts to render.")
-    translations = serializers.DictField(required=False, default=dict)
-    sample_context = serializers.DictField(required=False, default=dict)
+    content = serializers.DictField(validators=[json_field_check],
+                                    help_text="Per channel kind: the parts to render.")
+    translations = serializers.DictField(validators=[json_field_check], required=False, default=dict)
+    sample_context = serializers.DictField(validators=[json_field_check], required=False, default=dict)
     active = StrictBooleanField(required=False, default=True)
 
     fallback_chain = serializers.ListField(child=StrictChoiceField(choices=ChannelKind.choices), required=False,
@@ -91,8 +93,9 @@ class ChannelConfigSerializer(serializers.ModelSerializer):
     name = StrictCharField(max_length=100)
     kind = StrictChoiceField(choices=ChannelKind.choices)
     backend = StrictChoiceField(choices=[])
-    options = serializers.DictField(required=False, default=dict, help_text="Non-secret options of the backend.")
-    secrets = serializers.DictField(
+    options = serializers.DictField(required=False, default=dict, validators=[json_field_check],
+                                    help_text="Non-secret options of the backend.")
+    secrets = serializers.DictField(validators=[json_field_check],
         write_only=True, required=False, default=dict,
         help_text="Secret options (passwords, tokens). Write-only; omitted keys keep their value.",
     )

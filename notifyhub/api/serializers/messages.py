@@ -4,6 +4,7 @@ from rest_framework import serializers
 
 from channels_app.kinds import ChannelKind
 from notifyhub.api.fields import StrictBooleanField, StrictChoiceField
+from notifyhub.api.parsers import json_field_check
 from notifyhub.api.serializers.recipients import RecipientRefField
 from notifyhub.messaging.models import Delivery, DeliveryEvent, Message, MessagePriority, Template
 from notifyhub.messaging.services.accept import MessageRejected, context_check
@@ -18,7 +19,8 @@ class MessageCreateSerializer(serializers.Serializer):
         child=RecipientRefField(), min_length=1, max_length=settings.NOTIFYHUB_MAX_RECIPIENTS_PER_REQUEST,
         help_text="Recipients: external ids, or objects that create or update them.",
     )
-    context = serializers.DictField(required=False, default=dict, help_text="Values for the template's variables.")
+    context = serializers.DictField(required=False, default=dict, validators=[json_field_check],
+                                    help_text="Values for the template's variables.")
     channels = serializers.ListField(
         child=StrictChoiceField(choices=ChannelKind.choices), required=False, allow_empty=False,
         help_text="Only these channel kinds; default: every kind the template has content for.",

@@ -7,6 +7,7 @@ from rest_framework import serializers
 
 from channels_app.kinds import ChannelKind
 from notifyhub.api.fields import StrictBooleanField, StrictCharField, StrictChoiceField, StrictEmailField
+from notifyhub.api.parsers import json_field_check
 from preferences.models import Category, ContactPoint, Preference, Recipient
 from preferences.quiet_hours import quiet_hours_parse
 from preferences.services import PreferenceInput, RecipientInput
@@ -50,7 +51,8 @@ class RecipientFieldsSerializer(serializers.Serializer):
     phone = StrictCharField(max_length=32, required=False, help_text="E.164, e.g. +8613800138000.")
     locale = StrictCharField(max_length=35, required=False, allow_blank=True, help_text="BCP 47, e.g. zh-CN.")
     timezone = StrictCharField(max_length=64, required=False, allow_blank=True, help_text="IANA, e.g. Asia/Shanghai.")
-    data = serializers.DictField(required=False, help_text="Free data, visible to templates as recipient.data.")
+    data = serializers.DictField(required=False, validators=[json_field_check],
+                                 help_text="Free data, visible to templates as recipient.data.")
     quiet_hours = QuietHoursField(required=False, allow_null=True,
                                   help_text='Local time window with no non-critical sends, e.g. '
                                             '{"start": "22:00", "end": "08:00"}; null clears it.')

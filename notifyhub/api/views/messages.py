@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from notifyhub.api import examples
 from notifyhub.api.idempotency import idempotency_claim, idempotency_finish, idempotency_release
+from notifyhub.api.parsers import JSONParser
 from notifyhub.api.serializers.messages import (
     CancelResultSerializer,
     DryRunSerializer,
@@ -32,6 +33,7 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 
 class MessageListCreateView(generics.ListAPIView):
     scopes = {"GET": "read", "POST": "send"}
+    parser_classes = [JSONParser]
     serializer_class = MessageSerializer
 
     def get_queryset(self):
@@ -120,6 +122,7 @@ class MessageListCreateView(generics.ListAPIView):
 
 class MessageDetailView(generics.RetrieveAPIView):
     scopes = {"GET": "read"}
+    parser_classes = [JSONParser]
     serializer_class = MessageDetailSerializer
     lookup_field = "pk"
 
@@ -138,6 +141,7 @@ class MessageDetailView(generics.RetrieveAPIView):
 
 class MessageCancelView(APIView):
     scopes = {"POST": "send"}
+    parser_classes = [JSONParser]
 
     @extend_schema(
         summary="Cancel a message",

@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from notifyhub.api import examples
+from notifyhub.api.parsers import JSONParser
 from notifyhub.api.serializers.recipients import (
     ContactPointCreateSerializer,
     ContactPointSerializer,
@@ -31,6 +32,7 @@ def _recipients():
 
 class RecipientListView(generics.ListAPIView):
     scopes = {"GET": "read"}
+    parser_classes = [JSONParser]
     serializer_class = RecipientSerializer
 
     def get_queryset(self):
@@ -55,6 +57,7 @@ class RecipientListView(generics.ListAPIView):
 
 class RecipientDetailView(APIView):
     scopes = {"GET": "read", "PUT": "send", "DELETE": "manage"}
+    parser_classes = [JSONParser]
 
     @extend_schema(
         summary="Read a recipient", responses={200: RecipientSerializer},
@@ -92,6 +95,7 @@ class RecipientDetailView(APIView):
 
 class RecipientPreferencesView(APIView):
     scopes = {"GET": "read", "PUT": "send"}
+    parser_classes = [JSONParser]
 
     @extend_schema(
         summary="Read a recipient's preferences", responses={200: PreferencesSerializer},
@@ -121,6 +125,7 @@ class RecipientPreferencesView(APIView):
 
 class RecipientContactPointsView(APIView):
     scopes = {"GET": "read", "POST": "send"}
+    parser_classes = [JSONParser]
 
     @extend_schema(
         summary="List a recipient's contact points",
@@ -152,6 +157,7 @@ class RecipientContactPointsView(APIView):
 
 class RecipientContactPointDetailView(APIView):
     scopes = {"DELETE": "send"}
+    parser_classes = [JSONParser]
 
     @extend_schema(
         summary="Remove a contact point",
