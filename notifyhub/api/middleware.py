@@ -1,6 +1,23 @@
-"""Refuse oversized API bodies before anything reads them."""
+"""The API's edge: refuse oversized bodies before anything reads them, and answer every error
+under ``/api/`` as JSON — including the ones Django produces before DRF sees the request (a
+URL that matches no route answers Django's HTML 404 otherwise)."""
+from http import HTTPStatus
+
 from django.conf import settings
 from django.http import JsonResponse
+
+
+def _json_error(status: int, detail: str) -> JsonResponse:
+    return JsonResponse({"detail": detail}, status=status)
+
+
+def _phrase(status: int) -> str:
+    if status == 404:
+        return "Not found."
+    try:
+        return f"{HTTPStatus(status).phrase}."
+    except ValueError:
+        return "Error."
 
 
 class BodySizeLimitMiddleware:
@@ -8,14 +25,22 @@ class BodySizeLimitMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        if request.path.startswith("/api/"):
-            try:
-                length = int(request.META.get("CONTENT_LENGTH") or 0)
-            except ValueError:
-                length = 0
-            limit = settings.NOTIFYHUB_MAX_BODY_BYTES
-            if length > limit:
-                return JsonResponse(
-                    {"body": [f"The request body is {length} bytes; the limit is {limit} bytes."]}, status=413
-                )
-        return self.get_response(request)
+        if not request.path.startswith("/api/"):
+            return self.get_response(request)
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        limit = settings.NOTIFYHUB_MAX_BODY_BYTES
+        if length > limit:
+            return JsonResponse(
+                {"body": [f"The request body is {length} bytes; the limit is {limit} bytes."]}, status=413
+            )
+        response = self.get_response(request)
+        if response.status_code >= 400 and not response.get("Content-Type", "").startswith("application/json"):
+            replacement = _json_error(response.status_code, _phrase(response.status_code))
+            for header in ("Allow", "Retry-After", "WWW-Authenticate"):
+                if header in response:
+                    replacement[header] = response[header]
+            return replacement
+        return response

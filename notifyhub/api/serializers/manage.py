@@ -1,5 +1,6 @@
 """Templates, categories and channel accounts (the ``manage`` scope)."""
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
 from rest_framework import serializers
 
 from channels_app.kinds import ChannelKind
@@ -13,7 +14,49 @@ from notifyhub.messaging.template_checks import template_content_check, template
 from preferences.models import Category
 
 
-class CategorySerializer(serializers.ModelSerializer):
+class UniqueFieldsMixin:
+    """Every unique field of the model answers 400 naming the field when the value is taken —
+    checked before writing, and again from the database's own constraint when a concurrent
+    write wins the race (the write runs in a savepoint, so the request's transaction survives)."""
+
+    def _unique_fields(self):
+        model = self.Meta.model
+        return [f for f in model._meta.fields if f.unique and not f.primary_key and f.name in self.fields]
+
+    def _taken(self, field) -> dict:
+        return {field.name: [f"A {self.Meta.model._meta.verbose_name} with this {field.name} already exists."]}
+
+    def to_internal_value(self, data):
+        attrs = super().to_internal_value(data)
+        for field in self._unique_fields():
+            if field.name not in attrs:
+                continue
+            taken = self.Meta.model._default_manager.filter(**{field.name: attrs[field.name]})
+            if self.instance is not None:
+                taken = taken.exclude(pk=self.instance.pk)
+            if taken.exists():
+                raise serializers.ValidationError(self._taken(field))
+        return attrs
+
+    def _guarded(self, write, *args):
+        try:
+            with transaction.atomic():
+                return write(*args)
+        except IntegrityError as exc:
+            constraint = getattr(getattr(exc.__cause__, "diag", None), "constraint_name", "") or ""
+            for field in self._unique_fields():
+                if f"_{field.column}_" in f"{constraint}_" or not constraint:
+                    raise serializers.ValidationError(self._taken(field)) from None
+            raise serializers.ValidationError({"non_field_errors": ["Conflicts with an existing record."]}) from None
+
+    def create(self, validated_data):
+        return self._guarded(super().create, validated_data)
+
+    def update(self, instance, validated_data):
+        return self._guarded(super().update, instance, validated_data)
+
+
+class CategorySerializer(UniqueFieldsMixin, serializers.ModelSerializer):
     key = serializers.SlugField(max_length=100)
     name = StrictCharField(max_length=200)
     critical = StrictBooleanField(required=False, default=False)
@@ -48,7 +91,7 @@ class CategorySerializer(serializers.ModelSerializer):
         return value
 
 
-class TemplateSerializer(serializers.ModelSerializer):
+class TemplateSerializer(UniqueFieldsMixin, serializers.ModelSerializer):
     category = serializers.SlugRelatedField(slug_field="key", queryset=Category.objects.all())
     name = StrictCharField(max_length=200)
     variables = serializers.ListField(child=StrictCharField(max_length=100), required=False, default=list)
@@ -89,7 +132,7 @@ class TemplateSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class ChannelConfigSerializer(serializers.ModelSerializer):
+class ChannelConfigSerializer(UniqueFieldsMixin, serializers.ModelSerializer):
     name = StrictCharField(max_length=100)
     kind = StrictChoiceField(choices=ChannelKind.choices)
     backend = StrictChoiceField(choices=[])

@@ -4,6 +4,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import generics, status
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -24,6 +25,8 @@ from preferences.services import (
     recipient_delete,
     recipients_upsert,
 )
+
+EXTERNAL_ID_MAX = Recipient._meta.get_field("external_id").max_length
 
 
 def _recipients():
@@ -78,6 +81,8 @@ class RecipientDetailView(APIView):
         ],
     )
     def put(self, request, external_id):
+        if len(external_id) > EXTERNAL_ID_MAX or not external_id.strip():
+            raise ValidationError({"external_id": [f"An external id is 1 to {EXTERNAL_ID_MAX} characters."]})
         serializer = RecipientUpsertSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         created = not Recipient.objects.filter(external_id=external_id).exists()
