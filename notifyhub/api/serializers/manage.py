@@ -5,10 +5,12 @@ from rest_framework import serializers
 
 from channels_app.kinds import ChannelKind
 from channels_app.models import ChannelConfig
+from channels_app.option_checks import anymail_credential_errors, unknown_option_errors
 from channels_app.registry import all_backends
 from channels_app.services import channel_config_save
 from notifyhub.api.fields import StrictBooleanField, StrictCharField, StrictChoiceField, StrictIntegerField
 from notifyhub.api.parsers import json_field_check
+from notifyhub.api.serializers.base import RefuseUnknownFieldsMixin
 from notifyhub.messaging.models import Template
 from notifyhub.messaging.template_checks import template_content_check, template_routing_check
 from preferences.models import Category
@@ -56,7 +58,7 @@ class UniqueFieldsMixin:
         return self._guarded(super().update, instance, validated_data)
 
 
-class CategorySerializer(UniqueFieldsMixin, serializers.ModelSerializer):
+class CategorySerializer(RefuseUnknownFieldsMixin, UniqueFieldsMixin, serializers.ModelSerializer):
     key = serializers.SlugField(max_length=100)
     name = StrictCharField(max_length=200)
     critical = StrictBooleanField(required=False, default=False)
@@ -91,7 +93,7 @@ class CategorySerializer(UniqueFieldsMixin, serializers.ModelSerializer):
         return value
 
 
-class TemplateSerializer(UniqueFieldsMixin, serializers.ModelSerializer):
+class TemplateSerializer(RefuseUnknownFieldsMixin, UniqueFieldsMixin, serializers.ModelSerializer):
     category = serializers.SlugRelatedField(slug_field="key", queryset=Category.objects.all())
     name = StrictCharField(max_length=200)
     variables = serializers.ListField(child=StrictCharField(max_length=100), required=False, default=list)
@@ -132,7 +134,7 @@ class TemplateSerializer(UniqueFieldsMixin, serializers.ModelSerializer):
         return attrs
 
 
-class ChannelConfigSerializer(UniqueFieldsMixin, serializers.ModelSerializer):
+class ChannelConfigSerializer(RefuseUnknownFieldsMixin, UniqueFieldsMixin, serializers.ModelSerializer):
     name = StrictCharField(max_length=100)
     kind = StrictChoiceField(choices=ChannelKind.choices)
     backend = StrictChoiceField(choices=[])
@@ -182,10 +184,18 @@ class ChannelConfigSerializer(UniqueFieldsMixin, serializers.ModelSerializer):
         if unknown:
             raise serializers.ValidationError({"secrets": [f"Not secret options of {backend.name}: "
                                                            f"{', '.join(unknown)}."]})
-        self._options_check(backend, options, secrets, partial="options" not in attrs)
+        unknown_options = unknown_option_errors(backend, options)
+        if unknown_options:
+            raise serializers.ValidationError({"options": unknown_options})
+        merged = self._options_check(backend, options, secrets, partial="options" not in attrs)
+        missing = anymail_credential_errors(backend, merged)
+        if missing:
+            raise serializers.ValidationError(
+                {"secrets" if field in backend.secret_fields else "options": {field: messages}
+                 for field, messages in missing.items()})
         return attrs
 
-    def _options_check(self, backend, options: dict, secrets: dict, *, partial: bool) -> None:
+    def _options_check(self, backend, options: dict, secrets: dict, *, partial: bool) -> dict:
         """The backend's own schema, with errors nested under ``options`` or ``secrets`` by field."""
         stored_options = getattr(self.instance, "options", None) or {}
         stored_secrets = self.instance.secrets if self.instance is not None else {}
@@ -193,7 +203,7 @@ class ChannelConfigSerializer(UniqueFieldsMixin, serializers.ModelSerializer):
         merged.update(stored_options if partial else {})
         merged.update(options)
         try:
-            backend.validate_options(merged)
+            return backend.validate_options(merged)
         except serializers.ValidationError as exc:
             detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
             nested: dict = {}

@@ -6,12 +6,13 @@ from rest_framework import serializers
 from channels_app.kinds import ChannelKind
 from notifyhub.api.fields import StrictBooleanField, StrictChoiceField
 from notifyhub.api.parsers import json_field_check
+from notifyhub.api.serializers.base import RefuseUnknownFieldsMixin
 from notifyhub.api.serializers.recipients import RecipientRefField
 from notifyhub.messaging.models import Delivery, DeliveryEvent, Message, MessagePriority, Template
 from notifyhub.messaging.services.accept import MessageRejected, context_check
 
 
-class MessageCreateSerializer(serializers.Serializer):
+class MessageCreateSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
     template = serializers.SlugRelatedField(
         slug_field="key", queryset=Template.objects.filter(active=True).select_related("category"),
         help_text="Template key.",

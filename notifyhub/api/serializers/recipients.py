@@ -8,6 +8,7 @@ from rest_framework import serializers
 from channels_app.kinds import ChannelKind
 from notifyhub.api.fields import StrictBooleanField, StrictCharField, StrictChoiceField, StrictEmailField
 from notifyhub.api.parsers import json_field_check
+from notifyhub.api.serializers.base import RefuseUnknownFieldsMixin
 from preferences.models import Category, ContactPoint, Preference, Recipient
 from preferences.quiet_hours import quiet_hours_parse
 from preferences.services import PreferenceInput, RecipientInput
@@ -43,7 +44,7 @@ class QuietHoursField(serializers.Field):
         return value
 
 
-class RecipientFieldsSerializer(serializers.Serializer):
+class RecipientFieldsSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
     """Profile and contact fields shared by inline recipients and ``PUT /recipients/{id}``."""
 
     name = StrictCharField(max_length=255, required=False, allow_blank=True)
@@ -121,7 +122,7 @@ class ContactPointSerializer(serializers.ModelSerializer):
         ref_name = "ContactPoint"
 
 
-class ContactPointCreateSerializer(serializers.Serializer):
+class ContactPointCreateSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
     """A new address: a device token, a Web Push subscription, a WeChat openid, a phone..."""
 
     kind = StrictChoiceField(choices=ChannelKind.choices)
@@ -177,7 +178,7 @@ class RecipientUpsertSerializer(RecipientFieldsSerializer):
         ref_name = "RecipientUpsert"
 
 
-class PreferenceSerializer(serializers.Serializer):
+class PreferenceSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
     category = StrictCharField(allow_null=True, required=False, default=None,
                                help_text="Category key; null means every category.")
     channel = StrictChoiceField(choices=ChannelKind.choices, allow_null=True, required=False, default=None,
@@ -200,7 +201,7 @@ class PreferenceSerializer(serializers.Serializer):
                 "channel": instance.channel or None, "enabled": instance.enabled}
 
 
-class PreferencesSerializer(serializers.Serializer):
+class PreferencesSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
     preferences = PreferenceSerializer(many=True)
 
     class Meta:
