@@ -87,14 +87,9 @@ class InlineRecipientSerializer(RecipientFieldsSerializer):
         ref_name = "InlineRecipient"
 
 
-@extend_schema_field({
-    "oneOf": [
-        {"type": "string", "description": "External id of an existing recipient."},
-        {"$ref": "#/components/schemas/InlineRecipientRequest"},
-    ]
-})
 class RecipientRefField(serializers.Field):
-    """An external id, or an object that creates or updates the recipient on the way."""
+    """An external id, or an object that creates or updates the recipient on the way (its
+    OpenAPI schema is ``notifyhub.api.schema.RecipientRefFieldExtension``)."""
 
     default_error_messages = {"invalid": "Expected an external id string or a recipient object."}
 
