@@ -1,4 +1,4 @@
-"""The API's edge: refuse oversized bodies before anything reads them, and answer every error
+"""The API's edge: refuse oversized bodies before anything parses them, and answer every error
 under ``/api/`` as JSON — including the ones Django produces before DRF sees the request (a
 URL that matches no route answers Django's HTML 404 otherwise)."""
 from http import HTTPStatus
@@ -9,6 +9,28 @@ from django.http import JsonResponse
 
 def _json_error(status: int, detail: str) -> JsonResponse:
     return JsonResponse({"detail": detail}, status=status)
+
+
+DRAIN_CHUNK = 64 * 1024
+
+
+def _drain(request, length: int) -> None:
+    """Read and drop an oversized body (up to ``NOTIFYHUB_MAX_DRAIN_BYTES``, default 16 MiB)
+    before answering 413: a server that closes a connection with unread request bytes makes the
+    kernel reset it, and a client still sending (``requests``, ``curl`` after ``100 Continue``)
+    then sees "connection reset" instead of the answer. Bodies beyond the bound are not read."""
+    bound = int(getattr(settings, "NOTIFYHUB_MAX_DRAIN_BYTES", 16 * 1024 * 1024))
+    if length > bound:
+        return
+    remaining = length
+    try:
+        while remaining > 0:
+            chunk = request.read(min(DRAIN_CHUNK, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+    except OSError:  # the client gave up; nothing to answer
+        pass
 
 
 def _phrase(status: int) -> str:
@@ -33,6 +55,7 @@ class BodySizeLimitMiddleware:
             length = 0
         limit = settings.NOTIFYHUB_MAX_BODY_BYTES
         if length > limit:
+            _drain(request, length)
             return JsonResponse(
                 {"body": [f"The request body is {length} bytes; the limit is {limit} bytes."]}, status=413
             )
