@@ -80,7 +80,7 @@ def json_problems(value, *, max_depth: int | None = None) -> dict:
                 key = str(key)
                 problem = _text_problem(key)
                 if problem:
-                    put((*path, key.encode("utf-8", "backslashreplace").decode("ascii")), f"Key: {problem}")
+                    put((*path, key.encode("utf-8", "backslashreplace").decode("utf-8")), f"Key: {problem}")
                     continue
                 stack.append(((*path, key), child, depth + 1))
         elif isinstance(item, str):

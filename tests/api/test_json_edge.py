@@ -150,3 +150,11 @@ def test_anymail_webhook_refuses_deep_json(client):
     response = client.post("/hooks/anymail/mailgun/tracking/", data=b"[" * 50_000, content_type="application/json",
                            HTTP_AUTHORIZATION="Basic " + base64.b64encode(b"hook:s3cret").decode())
     assert response.status_code == 400
+
+
+def test_a_key_with_a_surrogate_and_other_non_ascii_text_is_named_readably(api, template):
+    context = '{"name": "a", "code": "b", "caf\\u00e9\\ud800": 1}'
+    text = f'{{"template": "{template.key}", "to": ["x"], "context": {context}}}'
+    response = raw_post(api, "/api/v1/messages", text)
+    assert response.status_code == 400
+    assert "café\\ud800" in response.json()["context"]
