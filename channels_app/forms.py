@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 
 from channels_app.errors import ChannelConfigurationError
 from channels_app.models import ChannelConfig
+from channels_app.option_checks import anymail_credential_errors, unknown_option_errors
 from channels_app.registry import all_backends, backend_choices
 
 
@@ -21,6 +22,12 @@ def _backend_choice_list() -> list[tuple[str, str]]:
     return [("", "---------")] + [
         (name, f"{label} — {name} ({backends[name].kind})") for name, label in backend_choices()
     ]
+
+
+def _secret_value_ok(value) -> bool:
+    if isinstance(value, dict):  # anymail's esp_credentials: {"server_token": "..."}
+        return all(isinstance(v, str) for v in value.values())
+    return isinstance(value, str | int | float) and not isinstance(value, bool)
 
 
 class ChannelConfigForm(forms.ModelForm):
@@ -64,9 +71,10 @@ class ChannelConfigForm(forms.ModelForm):
             raise ValidationError("Enter a JSON object, e.g. {\"password\": \"...\"}.") from None
         if not isinstance(secrets, dict):
             raise ValidationError("Enter a JSON object, e.g. {\"password\": \"...\"}.")
-        bad = sorted(k for k, v in secrets.items() if v is not None and not isinstance(v, str | int | float))
+        bad = sorted(k for k, v in secrets.items() if v is not None and not _secret_value_ok(v))
         if bad:
-            raise ValidationError(f"Secret values must be strings: {', '.join(bad)}.")
+            raise ValidationError(f"Secret values must be strings (or an object of strings, such as anymail's "
+                                  f"esp_credentials): {', '.join(bad)}.")
         return {k: v for k, v in secrets.items() if v not in ("", None)}
 
     def clean(self):
@@ -79,6 +87,8 @@ class ChannelConfigForm(forms.ModelForm):
             misplaced = sorted(set(options) & set(cls.secret_fields))
             if misplaced:
                 self.add_error("options", f"{', '.join(misplaced)} is secret: enter it in the secrets field.")
+            for key, messages in unknown_option_errors(cls, options).items():
+                self.add_error("options", f"{key}: {' '.join(messages)}")
             unknown = sorted(set(self.cleaned_data.get("secrets") or {}) - set(cls.secret_fields))
             if unknown:
                 known = ", ".join(sorted(cls.secret_fields)) or "none"
@@ -91,5 +101,10 @@ class ChannelConfigForm(forms.ModelForm):
             stored = {}
         # Put the merged secrets on the instance so the model validation that follows
         # (validated_options) checks options and secrets together, as the workers will.
-        self.instance.set_secrets({**stored, **(self.cleaned_data.get("secrets") or {})})
+        secrets = {**stored, **(self.cleaned_data.get("secrets") or {})}
+        self.instance.set_secrets(secrets)
+        if cls is not None and not self.errors:
+            for field, messages in anymail_credential_errors(cls, {**options, **secrets}).items():
+                self.add_error("secrets" if field in cls.secret_fields else "options",
+                               f"{field}: {' '.join(messages)}")
         return cleaned

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from django.db import transaction
+from django.utils import timezone
 
 from preferences.models import Category, ContactPoint, Preference, Recipient
 
@@ -29,15 +30,23 @@ class RecipientInput:
 
 @transaction.atomic
 def recipients_upsert(*, items: Sequence[RecipientInput]) -> dict[str, Recipient]:
-    """Create or update recipients and their primary contact point per kind."""
+    """Create or update recipients and their primary contact point per kind.
+
+    Race-safe and set-based: one ``INSERT … ON CONFLICT DO NOTHING`` for every id (in a stable
+    order, so concurrent upserts lock rows in the same order), one ``SELECT`` that reads them
+    back whoever inserted them, one ``UPDATE`` for the rows whose given fields differ, then
+    the contact points the same way — the same handful of statements for one recipient or ten
+    thousand, and ten concurrent requests naming the same new recipient all succeed.
+    """
     by_id = {item.external_id: item for item in items}  # the last mention wins
-    existing = Recipient.objects.in_bulk(list(by_id), field_name="external_id")
-    new, changed = [], []
-    for external_id, item in by_id.items():
-        recipient = existing.get(external_id)
-        if recipient is None:
-            recipient = Recipient(external_id=external_id)
-            new.append(recipient)
+    if not by_id:
+        return {}
+    ordered = sorted(by_id)
+    Recipient.objects.bulk_create([_recipient_new(by_id[eid]) for eid in ordered], ignore_conflicts=True)
+    rows = Recipient.objects.order_by().in_bulk(ordered, field_name="external_id")
+    changed, now = [], timezone.now()
+    for external_id in ordered:
+        recipient, item = rows[external_id], by_id[external_id]
         dirty = False
         for name in PROFILE_FIELDS:
             value = getattr(item, name)
@@ -47,21 +56,28 @@ def recipients_upsert(*, items: Sequence[RecipientInput]) -> dict[str, Recipient
         if item.quiet_hours is not None and (recipient.quiet_start, recipient.quiet_end) != item.quiet_hours:
             recipient.quiet_start, recipient.quiet_end = item.quiet_hours
             dirty = True
-        if dirty and recipient.pk:
+        if dirty:
+            recipient.updated_at = now
             changed.append(recipient)
-        existing[external_id] = recipient
-    if new:
-        Recipient.objects.bulk_create(new)
-        if any(r.pk is None for r in new):  # backends without RETURNING
-            existing.update(Recipient.objects.in_bulk([r.external_id for r in new], field_name="external_id"))
     if changed:
         Recipient.objects.bulk_update(changed, [*PROFILE_FIELDS, "quiet_start", "quiet_end", "updated_at"])
-    _contacts_set(recipients=existing, items=by_id)
-    return existing
+    _contacts_set(recipients=rows, items=by_id)
+    return rows
+
+
+def _recipient_new(item: RecipientInput) -> Recipient:
+    recipient = Recipient(external_id=item.external_id)
+    for name in PROFILE_FIELDS:
+        if getattr(item, name) is not None:
+            setattr(recipient, name, getattr(item, name))
+    if item.quiet_hours is not None:
+        recipient.quiet_start, recipient.quiet_end = item.quiet_hours
+    return recipient
 
 
 def _contacts_set(*, recipients: dict[str, Recipient], items: dict[str, RecipientInput]) -> None:
-    """Make each given address the recipient's contact point for its kind, keeping suppression."""
+    """Make each given address the recipient's contact point for its kind, keeping suppression.
+    Inserts ignore conflicts: a concurrent upsert that added the same address is not an error."""
     wanted = {
         (recipients[eid].pk, kind): address
         for eid, item in items.items() for kind, address in item.contacts.items()
@@ -70,22 +86,24 @@ def _contacts_set(*, recipients: dict[str, Recipient], items: dict[str, Recipien
         return
     current = ContactPoint.objects.filter(
         recipient_id__in={rid for rid, _ in wanted}, kind__in={kind for _, kind in wanted}
-    )
+    ).order_by().values_list("pk", "recipient_id", "kind", "address")
     keep, stale = set(), []
-    for point in current:
-        address = wanted.get((point.recipient_id, point.kind))
-        if address is None:
+    for pk, recipient_id, kind, address in current:
+        want = wanted.get((recipient_id, kind))
+        if want is None:
             continue
-        if point.address == address:
-            keep.add((point.recipient_id, point.kind))
+        if address == want:
+            keep.add((recipient_id, kind))
         else:
-            stale.append(point.pk)
+            stale.append(pk)
     if stale:
         ContactPoint.objects.filter(pk__in=stale).delete()
-    ContactPoint.objects.bulk_create(
-        [ContactPoint(recipient_id=rid, kind=kind, address=address)
-         for (rid, kind), address in wanted.items() if (rid, kind) not in keep]
-    )
+    missing = sorted((rid, kind, address) for (rid, kind), address in wanted.items() if (rid, kind) not in keep)
+    if missing:
+        ContactPoint.objects.bulk_create(
+            [ContactPoint(recipient_id=rid, kind=kind, address=address) for rid, kind, address in missing],
+            ignore_conflicts=True,
+        )
 
 
 def recipient_delete(*, recipient: Recipient) -> None:

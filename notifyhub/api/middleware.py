@@ -1,6 +1,45 @@
-"""Refuse oversized API bodies before anything reads them."""
+"""The API's edge: refuse oversized bodies before anything parses them, and answer every error
+under ``/api/`` as JSON — including the ones Django produces before DRF sees the request (a
+URL that matches no route answers Django's HTML 404 otherwise)."""
+from http import HTTPStatus
+
 from django.conf import settings
 from django.http import JsonResponse
+
+
+def _json_error(status: int, detail: str) -> JsonResponse:
+    return JsonResponse({"detail": detail}, status=status)
+
+
+DRAIN_CHUNK = 64 * 1024
+
+
+def _drain(request, length: int) -> None:
+    """Read and drop an oversized body (up to ``NOTIFYHUB_MAX_DRAIN_BYTES``, default 16 MiB)
+    before answering 413: a server that closes a connection with unread request bytes makes the
+    kernel reset it, and a client still sending (``requests``, ``curl`` after ``100 Continue``)
+    then sees "connection reset" instead of the answer. Bodies beyond the bound are not read."""
+    bound = int(getattr(settings, "NOTIFYHUB_MAX_DRAIN_BYTES", 16 * 1024 * 1024))
+    if length > bound:
+        return
+    remaining = length
+    try:
+        while remaining > 0:
+            chunk = request.read(min(DRAIN_CHUNK, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+    except OSError:  # the client gave up; nothing to answer
+        pass
+
+
+def _phrase(status: int) -> str:
+    if status == 404:
+        return "Not found."
+    try:
+        return f"{HTTPStatus(status).phrase}."
+    except ValueError:
+        return "Error."
 
 
 class BodySizeLimitMiddleware:
@@ -8,14 +47,23 @@ class BodySizeLimitMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        if request.path.startswith("/api/"):
-            try:
-                length = int(request.META.get("CONTENT_LENGTH") or 0)
-            except ValueError:
-                length = 0
-            limit = settings.NOTIFYHUB_MAX_BODY_BYTES
-            if length > limit:
-                return JsonResponse(
-                    {"body": [f"The request body is {length} bytes; the limit is {limit} bytes."]}, status=413
-                )
-        return self.get_response(request)
+        if not request.path.startswith("/api/"):
+            return self.get_response(request)
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        limit = settings.NOTIFYHUB_MAX_BODY_BYTES
+        if length > limit:
+            _drain(request, length)
+            return JsonResponse(
+                {"body": [f"The request body is {length} bytes; the limit is {limit} bytes."]}, status=413
+            )
+        response = self.get_response(request)
+        if response.status_code >= 400 and not response.get("Content-Type", "").startswith("application/json"):
+            replacement = _json_error(response.status_code, _phrase(response.status_code))
+            for header in ("Allow", "Retry-After", "WWW-Authenticate"):
+                if header in response:
+                    replacement[header] = response[header]
+            return replacement
+        return response

@@ -12,6 +12,7 @@ app_name = "api"
 urlpatterns = [
     path("messages", messages.MessageListCreateView.as_view(), name="messages"),
     path("messages/<uuid:pk>", messages.MessageDetailView.as_view(), name="message-detail"),
+    path("messages/<uuid:pk>/deliveries", messages.MessageDeliveriesView.as_view(), name="message-deliveries"),
     path("messages/<uuid:pk>/cancel", messages.MessageCancelView.as_view(), name="message-cancel"),
     path("recipients", recipients.RecipientListView.as_view(), name="recipients"),
     path("recipients/<str:external_id>", recipients.RecipientDetailView.as_view(), name="recipient-detail"),

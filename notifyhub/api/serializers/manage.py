@@ -1,18 +1,64 @@
 """Templates, categories and channel accounts (the ``manage`` scope)."""
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
 from rest_framework import serializers
 
 from channels_app.kinds import ChannelKind
 from channels_app.models import ChannelConfig
+from channels_app.option_checks import anymail_credential_errors, unknown_option_errors
 from channels_app.registry import all_backends
 from channels_app.services import channel_config_save
 from notifyhub.api.fields import StrictBooleanField, StrictCharField, StrictChoiceField, StrictIntegerField
+from notifyhub.api.parsers import json_field_check
+from notifyhub.api.serializers.base import RefuseUnknownFieldsMixin
 from notifyhub.messaging.models import Template
 from notifyhub.messaging.template_checks import template_content_check, template_routing_check
 from preferences.models import Category
 
 
-class CategorySerializer(serializers.ModelSerializer):
+class UniqueFieldsMixin:
+    """Every unique field of the model answers 400 naming the field when the value is taken —
+    checked before writing, and again from the database's own constraint when a concurrent
+    write wins the race (the write runs in a savepoint, so the request's transaction survives)."""
+
+    def _unique_fields(self):
+        model = self.Meta.model
+        return [f for f in model._meta.fields if f.unique and not f.primary_key and f.name in self.fields]
+
+    def _taken(self, field) -> dict:
+        return {field.name: [f"A {self.Meta.model._meta.verbose_name} with this {field.name} already exists."]}
+
+    def to_internal_value(self, data):
+        attrs = super().to_internal_value(data)
+        for field in self._unique_fields():
+            if field.name not in attrs:
+                continue
+            taken = self.Meta.model._default_manager.filter(**{field.name: attrs[field.name]})
+            if self.instance is not None:
+                taken = taken.exclude(pk=self.instance.pk)
+            if taken.exists():
+                raise serializers.ValidationError(self._taken(field))
+        return attrs
+
+    def _guarded(self, write, *args):
+        try:
+            with transaction.atomic():
+                return write(*args)
+        except IntegrityError as exc:
+            constraint = getattr(getattr(exc.__cause__, "diag", None), "constraint_name", "") or ""
+            for field in self._unique_fields():
+                if f"_{field.column}_" in f"{constraint}_" or not constraint:
+                    raise serializers.ValidationError(self._taken(field)) from None
+            raise serializers.ValidationError({"non_field_errors": ["Conflicts with an existing record."]}) from None
+
+    def create(self, validated_data):
+        return self._guarded(super().create, validated_data)
+
+    def update(self, instance, validated_data):
+        return self._guarded(super().update, instance, validated_data)
+
+
+class CategorySerializer(RefuseUnknownFieldsMixin, UniqueFieldsMixin, serializers.ModelSerializer):
     key = serializers.SlugField(max_length=100)
     name = StrictCharField(max_length=200)
     critical = StrictBooleanField(required=False, default=False)
@@ -47,13 +93,14 @@ class CategorySerializer(serializers.ModelSerializer):
         return value
 
 
-class TemplateSerializer(serializers.ModelSerializer):
+class TemplateSerializer(RefuseUnknownFieldsMixin, UniqueFieldsMixin, serializers.ModelSerializer):
     category = serializers.SlugRelatedField(slug_field="key", queryset=Category.objects.all())
     name = StrictCharField(max_length=200)
     variables = serializers.ListField(child=StrictCharField(max_length=100), required=False, default=list)
-    content = serializers.DictField(help_text="Per channel kind: the parts to render.")
-    translations = serializers.DictField(required=False, default=dict)
-    sample_context = serializers.DictField(required=False, default=dict)
+    content = serializers.DictField(validators=[json_field_check],
+                                    help_text="Per channel kind: the parts to render.")
+    translations = serializers.DictField(validators=[json_field_check], required=False, default=dict)
+    sample_context = serializers.DictField(validators=[json_field_check], required=False, default=dict)
     active = StrictBooleanField(required=False, default=True)
 
     fallback_chain = serializers.ListField(child=StrictChoiceField(choices=ChannelKind.choices), required=False,
@@ -87,12 +134,13 @@ class TemplateSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class ChannelConfigSerializer(serializers.ModelSerializer):
+class ChannelConfigSerializer(RefuseUnknownFieldsMixin, UniqueFieldsMixin, serializers.ModelSerializer):
     name = StrictCharField(max_length=100)
     kind = StrictChoiceField(choices=ChannelKind.choices)
     backend = StrictChoiceField(choices=[])
-    options = serializers.DictField(required=False, default=dict, help_text="Non-secret options of the backend.")
-    secrets = serializers.DictField(
+    options = serializers.DictField(required=False, default=dict, validators=[json_field_check],
+                                    help_text="Non-secret options of the backend.")
+    secrets = serializers.DictField(validators=[json_field_check],
         write_only=True, required=False, default=dict,
         help_text="Secret options (passwords, tokens). Write-only; omitted keys keep their value.",
     )
@@ -136,10 +184,18 @@ class ChannelConfigSerializer(serializers.ModelSerializer):
         if unknown:
             raise serializers.ValidationError({"secrets": [f"Not secret options of {backend.name}: "
                                                            f"{', '.join(unknown)}."]})
-        self._options_check(backend, options, secrets, partial="options" not in attrs)
+        unknown_options = unknown_option_errors(backend, options)
+        if unknown_options:
+            raise serializers.ValidationError({"options": unknown_options})
+        merged = self._options_check(backend, options, secrets, partial="options" not in attrs)
+        missing = anymail_credential_errors(backend, merged)
+        if missing:
+            raise serializers.ValidationError(
+                {"secrets" if field in backend.secret_fields else "options": {field: messages}
+                 for field, messages in missing.items()})
         return attrs
 
-    def _options_check(self, backend, options: dict, secrets: dict, *, partial: bool) -> None:
+    def _options_check(self, backend, options: dict, secrets: dict, *, partial: bool) -> dict:
         """The backend's own schema, with errors nested under ``options`` or ``secrets`` by field."""
         stored_options = getattr(self.instance, "options", None) or {}
         stored_secrets = self.instance.secrets if self.instance is not None else {}
@@ -147,7 +203,7 @@ class ChannelConfigSerializer(serializers.ModelSerializer):
         merged.update(stored_options if partial else {})
         merged.update(options)
         try:
-            backend.validate_options(merged)
+            return backend.validate_options(merged)
         except serializers.ValidationError as exc:
             detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
             nested: dict = {}

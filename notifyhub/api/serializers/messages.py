@@ -1,15 +1,18 @@
 """Send requests, messages, deliveries and their events."""
 from django.conf import settings
+from django.urls import reverse
 from rest_framework import serializers
 
 from channels_app.kinds import ChannelKind
 from notifyhub.api.fields import StrictBooleanField, StrictChoiceField
+from notifyhub.api.parsers import json_field_check
+from notifyhub.api.serializers.base import RefuseUnknownFieldsMixin
 from notifyhub.api.serializers.recipients import RecipientRefField
 from notifyhub.messaging.models import Delivery, DeliveryEvent, Message, MessagePriority, Template
 from notifyhub.messaging.services.accept import MessageRejected, context_check
 
 
-class MessageCreateSerializer(serializers.Serializer):
+class MessageCreateSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
     template = serializers.SlugRelatedField(
         slug_field="key", queryset=Template.objects.filter(active=True).select_related("category"),
         help_text="Template key.",
@@ -18,7 +21,8 @@ class MessageCreateSerializer(serializers.Serializer):
         child=RecipientRefField(), min_length=1, max_length=settings.NOTIFYHUB_MAX_RECIPIENTS_PER_REQUEST,
         help_text="Recipients: external ids, or objects that create or update them.",
     )
-    context = serializers.DictField(required=False, default=dict, help_text="Values for the template's variables.")
+    context = serializers.DictField(required=False, default=dict, validators=[json_field_check],
+                                    help_text="Values for the template's variables.")
     channels = serializers.ListField(
         child=StrictChoiceField(choices=ChannelKind.choices), required=False, allow_empty=False,
         help_text="Only these channel kinds; default: every kind the template has content for.",
@@ -79,19 +83,36 @@ class MessageSerializer(serializers.ModelSerializer):
         ref_name = "Message"
 
 
-class MessageAcceptedSerializer(MessageSerializer):
-    deliveries = DeliverySerializer(many=True, read_only=True)
+class DeliveriesPageMixin(serializers.Serializer):
+    """The first page of a message's deliveries and where the rest are: the view sets
+    ``deliveries_page`` and ``deliveries_more`` on the message (see ``api.selectors``)."""
+
+    deliveries_more = serializers.BooleanField(
+        read_only=True, help_text="More deliveries than listed here: page through `deliveries_url`.")
+    deliveries_url = serializers.SerializerMethodField(
+        help_text="Every delivery of the message, cursor-paginated, with filters.")
+
+    def get_deliveries_url(self, obj) -> str:
+        path = reverse("api:message-deliveries", kwargs={"pk": obj.pk})
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request is not None else path
+
+
+class MessageAcceptedSerializer(DeliveriesPageMixin, MessageSerializer):
+    deliveries = DeliverySerializer(source="deliveries_page", many=True, read_only=True,
+                                    help_text="The first deliveries (small sends list them all).")
 
     class Meta(MessageSerializer.Meta):
-        fields = (*MessageSerializer.Meta.fields, "deliveries")
+        fields = (*MessageSerializer.Meta.fields, "deliveries", "deliveries_more", "deliveries_url")
         ref_name = "MessageAccepted"
 
 
-class MessageDetailSerializer(MessageSerializer):
-    deliveries = DeliveryDetailSerializer(many=True, read_only=True)
+class MessageDetailSerializer(DeliveriesPageMixin, MessageSerializer):
+    deliveries = DeliveryDetailSerializer(source="deliveries_page", many=True, read_only=True,
+                                          help_text="The first page of deliveries with their events.")
 
     class Meta(MessageSerializer.Meta):
-        fields = (*MessageSerializer.Meta.fields, "deliveries")
+        fields = (*MessageSerializer.Meta.fields, "deliveries", "deliveries_more", "deliveries_url")
         ref_name = "MessageDetail"
 
 

@@ -7,6 +7,8 @@ from rest_framework import serializers
 
 from channels_app.kinds import ChannelKind
 from notifyhub.api.fields import StrictBooleanField, StrictCharField, StrictChoiceField, StrictEmailField
+from notifyhub.api.parsers import json_field_check
+from notifyhub.api.serializers.base import RefuseUnknownFieldsMixin
 from preferences.models import Category, ContactPoint, Preference, Recipient
 from preferences.quiet_hours import quiet_hours_parse
 from preferences.services import PreferenceInput, RecipientInput
@@ -42,7 +44,7 @@ class QuietHoursField(serializers.Field):
         return value
 
 
-class RecipientFieldsSerializer(serializers.Serializer):
+class RecipientFieldsSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
     """Profile and contact fields shared by inline recipients and ``PUT /recipients/{id}``."""
 
     name = StrictCharField(max_length=255, required=False, allow_blank=True)
@@ -50,7 +52,8 @@ class RecipientFieldsSerializer(serializers.Serializer):
     phone = StrictCharField(max_length=32, required=False, help_text="E.164, e.g. +8613800138000.")
     locale = StrictCharField(max_length=35, required=False, allow_blank=True, help_text="BCP 47, e.g. zh-CN.")
     timezone = StrictCharField(max_length=64, required=False, allow_blank=True, help_text="IANA, e.g. Asia/Shanghai.")
-    data = serializers.DictField(required=False, help_text="Free data, visible to templates as recipient.data.")
+    data = serializers.DictField(required=False, validators=[json_field_check],
+                                 help_text="Free data, visible to templates as recipient.data.")
     quiet_hours = QuietHoursField(required=False, allow_null=True,
                                   help_text='Local time window with no non-critical sends, e.g. '
                                             '{"start": "22:00", "end": "08:00"}; null clears it.')
@@ -84,14 +87,9 @@ class InlineRecipientSerializer(RecipientFieldsSerializer):
         ref_name = "InlineRecipient"
 
 
-@extend_schema_field({
-    "oneOf": [
-        {"type": "string", "description": "External id of an existing recipient."},
-        {"$ref": "#/components/schemas/InlineRecipientRequest"},
-    ]
-})
 class RecipientRefField(serializers.Field):
-    """An external id, or an object that creates or updates the recipient on the way."""
+    """An external id, or an object that creates or updates the recipient on the way (its
+    OpenAPI schema is ``notifyhub.api.schema.RecipientRefFieldExtension``)."""
 
     default_error_messages = {"invalid": "Expected an external id string or a recipient object."}
 
@@ -119,7 +117,7 @@ class ContactPointSerializer(serializers.ModelSerializer):
         ref_name = "ContactPoint"
 
 
-class ContactPointCreateSerializer(serializers.Serializer):
+class ContactPointCreateSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
     """A new address: a device token, a Web Push subscription, a WeChat openid, a phone..."""
 
     kind = StrictChoiceField(choices=ChannelKind.choices)
@@ -175,7 +173,7 @@ class RecipientUpsertSerializer(RecipientFieldsSerializer):
         ref_name = "RecipientUpsert"
 
 
-class PreferenceSerializer(serializers.Serializer):
+class PreferenceSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
     category = StrictCharField(allow_null=True, required=False, default=None,
                                help_text="Category key; null means every category.")
     channel = StrictChoiceField(choices=ChannelKind.choices, allow_null=True, required=False, default=None,
@@ -198,7 +196,7 @@ class PreferenceSerializer(serializers.Serializer):
                 "channel": instance.channel or None, "enabled": instance.enabled}
 
 
-class PreferencesSerializer(serializers.Serializer):
+class PreferencesSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
     preferences = PreferenceSerializer(many=True)
 
     class Meta:

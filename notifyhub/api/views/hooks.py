@@ -4,10 +4,11 @@ The provider is not an API client, so there is no API key here: the backend of t
 account verifies the provider's own signature (or the account's callback token) and parses
 the report; anything that fails verification is answered 403 and changes nothing.
 """
+import json
 import logging
 
 from django.conf import settings
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
@@ -15,9 +16,29 @@ from channels_app.base import CallbackRejected, CallbackRequest
 from channels_app.errors import ChannelConfigurationError
 from channels_app.models import ChannelConfig
 from channels_app.services import channel_backend_build
+from notifyhub.api.parsers import json_depth, json_problems, max_json_depth
 from notifyhub.messaging.services.receipts import receipts_apply
 
 logger = logging.getLogger(__name__)
+
+
+def _json_body_refusal(request) -> HttpResponse | None:
+    """A JSON body nested deeper than the limit, or carrying text that cannot be stored, is
+    refused with 400 before any parser (the backend's, anymail's) recurses into it."""
+    body = request.body
+    if body.lstrip()[:1] not in (b"[", b"{"):
+        return None
+    limit = max_json_depth()
+    if json_depth(body) > limit:
+        return JsonResponse({"body": [f"JSON nested more than {limit} levels deep."]}, status=400)
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return None  # not JSON after all: the backend answers for its own format
+    problems = json_problems(data, max_depth=limit)
+    if problems:
+        return JsonResponse({"body": problems}, status=400)
+    return None
 
 
 def _callback_request(request) -> CallbackRequest:
@@ -36,6 +57,9 @@ def _callback_request(request) -> CallbackRequest:
 @csrf_exempt
 @require_POST
 def channel_callback(request, name: str):
+    refusal = _json_body_refusal(request)
+    if refusal is not None:
+        return refusal
     config = ChannelConfig.objects.filter(name=name).first()
     if config is None:
         raise Http404("No such channel account.")
@@ -73,7 +97,7 @@ def anymail_patterns():
                 logger.warning("Refused an anymail webhook: ANYMAIL_WEBHOOK_SECRET is not set")
                 return HttpResponse("tracking webhooks are disabled: set ANYMAIL_WEBHOOK_SECRET", status=403,
                                     content_type="text/plain")
-            return view(request, *args, **kwargs)
+            return _json_body_refusal(request) or view(request, *args, **kwargs)
         return csrf_exempt(wrapper)
 
     return [URLPattern(p.pattern, guarded(p.callback), p.default_args, p.name) for p in urlpatterns]

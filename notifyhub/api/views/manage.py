@@ -4,6 +4,7 @@ from rest_framework import viewsets
 
 from channels_app.models import ChannelConfig
 from notifyhub.api import examples
+from notifyhub.api.parsers import JSONParser
 from notifyhub.api.serializers.manage import CategorySerializer, ChannelConfigSerializer, TemplateSerializer
 from notifyhub.messaging.models import Template
 from preferences.models import Category
@@ -29,6 +30,7 @@ def _crud_docs(noun: str, plural: str, example: dict, extra: str = ""):
             " Content is rendered in a Jinja2 sandbox; every variable used must be declared.")
 class TemplateViewSet(viewsets.ModelViewSet):
     scopes = MANAGE
+    parser_classes = [JSONParser]
     serializer_class = TemplateSerializer
     queryset = Template.objects.select_related("category")
     lookup_field = "key"
@@ -37,6 +39,7 @@ class TemplateViewSet(viewsets.ModelViewSet):
 @_crud_docs("category", "categories", examples.CATEGORY)
 class CategoryViewSet(viewsets.ModelViewSet):
     scopes = MANAGE
+    parser_classes = [JSONParser]
     serializer_class = CategorySerializer
     queryset = Category.objects.all()
     lookup_field = "key"
@@ -46,6 +49,7 @@ class CategoryViewSet(viewsets.ModelViewSet):
             " Secrets are write-only and stored encrypted; answers show them masked.")
 class ChannelConfigViewSet(viewsets.ModelViewSet):
     scopes = MANAGE
+    parser_classes = [JSONParser]
     serializer_class = ChannelConfigSerializer
     queryset = ChannelConfig.objects.all()
     lookup_field = "name"

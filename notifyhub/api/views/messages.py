@@ -8,22 +8,28 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from channels_app.kinds import ChannelKind
 from notifyhub.api import examples
 from notifyhub.api.idempotency import idempotency_claim, idempotency_finish, idempotency_release
+from notifyhub.api.pagination import DeliveryCursorPagination
+from notifyhub.api.parsers import JSONParser
+from notifyhub.api.selectors import message_deliveries, message_deliveries_first_page
 from notifyhub.api.serializers.messages import (
     CancelResultSerializer,
+    DeliveryDetailSerializer,
     DryRunSerializer,
     MessageAcceptedSerializer,
     MessageCreateSerializer,
     MessageDetailSerializer,
     MessageSerializer,
 )
-from notifyhub.messaging.models import MessageStatus
-from notifyhub.messaging.selectors import message_with_deliveries, messages_for_key
+from notifyhub.messaging.models import DeliveryStatus, MessageStatus
+from notifyhub.messaging.selectors import messages_for_key
 from notifyhub.messaging.services.accept import message_accept, message_preview
 from notifyhub.messaging.services.cancel import message_cancel
 from notifyhub.messaging.services.rules import reservations_guard
 
+DELIVERIES_FIRST_PAGE = 50
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
     description="Repeat-safe sends: the same key and body return the first answer; another body → 422; "
@@ -33,6 +39,7 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 
 class MessageListCreateView(generics.ListAPIView):
     scopes = {"GET": "read", "POST": "send"}
+    parser_classes = [JSONParser]
     serializer_class = MessageSerializer
 
     def get_queryset(self):
@@ -113,25 +120,55 @@ class MessageListCreateView(generics.ListAPIView):
         with reservations_guard(), transaction.atomic():  # a rollback gives back dedup and cap units
             message = message_accept(api_key=request.auth, send_at=data.get("send_at"), idempotency_key=key,
                                      **common)
-            body = MessageAcceptedSerializer(message).data
+            message.deliveries_page, message.deliveries_more = message_deliveries_first_page(
+                message=message, size=DELIVERIES_FIRST_PAGE, events=False)
+            body = MessageAcceptedSerializer(message, context={"request": request}).data
             if record:
                 idempotency_finish(record=record, status_code=202, body=body)
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
 
-class MessageDetailView(generics.RetrieveAPIView):
+class MessageDetailView(APIView):
     scopes = {"GET": "read"}
-    serializer_class = MessageDetailSerializer
-    lookup_field = "pk"
-
-    def get_queryset(self):
-        return message_with_deliveries(queryset=messages_for_key(api_key=self.request.auth))
+    parser_classes = [JSONParser]
 
     @extend_schema(
         summary="Read a message",
-        description="The message with every delivery: status, reason, attempts, rendered content and the "
-                    "event timeline. Another key's message answers 404.",
+        description=f"The message with its first {DELIVERIES_FIRST_PAGE} deliveries (status, reason, attempts, "
+                    "rendered content and the event timeline); `deliveries_more` says whether there are more, "
+                    "`deliveries_url` pages through all of them. Another key's message answers 404.",
+        responses={200: MessageDetailSerializer},
         examples=[OpenApiExample("Message", value=examples.MESSAGE_DETAIL, response_only=True)],
+    )
+    def get(self, request, pk):
+        message = get_object_or_404(messages_for_key(api_key=request.auth), pk=pk)
+        message.deliveries_page, message.deliveries_more = message_deliveries_first_page(
+            message=message, size=DELIVERIES_FIRST_PAGE)
+        return Response(MessageDetailSerializer(message, context={"request": request}).data)
+
+
+class MessageDeliveriesView(generics.ListAPIView):
+    scopes = {"GET": "read"}
+    parser_classes = [JSONParser]
+    serializer_class = DeliveryDetailSerializer
+    pagination_class = DeliveryCursorPagination
+
+    def get_queryset(self):
+        message = get_object_or_404(messages_for_key(api_key=self.request.auth), pk=self.kwargs["pk"])
+        params = self.request.query_params
+        return message_deliveries(message=message, status=params.get("status", ""),
+                                  channel=params.get("channel", ""), reason=params.get("reason", ""))
+
+    @extend_schema(
+        summary="List a message's deliveries",
+        description="Every delivery of the message with its events, oldest first, cursor-paginated "
+                    "(follow `next`). Another key's message answers 404.",
+        parameters=[
+            OpenApiParameter("status", OpenApiTypes.STR, enum=DeliveryStatus.values, description="Filter by status."),
+            OpenApiParameter("channel", OpenApiTypes.STR, enum=ChannelKind.values,
+                             description="Filter by channel kind."),
+            OpenApiParameter("reason", OpenApiTypes.STR, description="Filter by reason (e.g. opted_out)."),
+        ],
     )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
@@ -139,6 +176,7 @@ class MessageDetailView(generics.RetrieveAPIView):
 
 class MessageCancelView(APIView):
     scopes = {"POST": "send"}
+    parser_classes = [JSONParser]
 
     @extend_schema(
         summary="Cancel a message",

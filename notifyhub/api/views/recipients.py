@@ -4,10 +4,12 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import generics, status
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from notifyhub.api import examples
+from notifyhub.api.parsers import JSONParser
 from notifyhub.api.serializers.recipients import (
     ContactPointCreateSerializer,
     ContactPointSerializer,
@@ -24,6 +26,8 @@ from preferences.services import (
     recipients_upsert,
 )
 
+EXTERNAL_ID_MAX = Recipient._meta.get_field("external_id").max_length
+
 
 def _recipients():
     return Recipient.objects.prefetch_related("contact_points")
@@ -31,6 +35,7 @@ def _recipients():
 
 class RecipientListView(generics.ListAPIView):
     scopes = {"GET": "read"}
+    parser_classes = [JSONParser]
     serializer_class = RecipientSerializer
 
     def get_queryset(self):
@@ -55,6 +60,7 @@ class RecipientListView(generics.ListAPIView):
 
 class RecipientDetailView(APIView):
     scopes = {"GET": "read", "PUT": "send", "DELETE": "manage"}
+    parser_classes = [JSONParser]
 
     @extend_schema(
         summary="Read a recipient", responses={200: RecipientSerializer},
@@ -75,6 +81,8 @@ class RecipientDetailView(APIView):
         ],
     )
     def put(self, request, external_id):
+        if len(external_id) > EXTERNAL_ID_MAX or not external_id.strip():
+            raise ValidationError({"external_id": [f"An external id is 1 to {EXTERNAL_ID_MAX} characters."]})
         serializer = RecipientUpsertSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         created = not Recipient.objects.filter(external_id=external_id).exists()
@@ -92,6 +100,7 @@ class RecipientDetailView(APIView):
 
 class RecipientPreferencesView(APIView):
     scopes = {"GET": "read", "PUT": "send"}
+    parser_classes = [JSONParser]
 
     @extend_schema(
         summary="Read a recipient's preferences", responses={200: PreferencesSerializer},
@@ -121,6 +130,7 @@ class RecipientPreferencesView(APIView):
 
 class RecipientContactPointsView(APIView):
     scopes = {"GET": "read", "POST": "send"}
+    parser_classes = [JSONParser]
 
     @extend_schema(
         summary="List a recipient's contact points",
@@ -152,6 +162,7 @@ class RecipientContactPointsView(APIView):
 
 class RecipientContactPointDetailView(APIView):
     scopes = {"DELETE": "send"}
+    parser_classes = [JSONParser]
 
     @extend_schema(
         summary="Remove a contact point",
