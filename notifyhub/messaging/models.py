@@ -222,6 +222,8 @@ class Delivery(models.Model):
             models.Index(fields=("updated_at",), name="delivery_followup", condition=~Q(followup="")),
             models.Index(fields=("provider_message_id",), name="delivery_provider_id",
                          condition=~Q(provider_message_id="")),
+            models.Index(fields=("fallback_at",), name="delivery_fallback_due",
+                         condition=Q(fallback_at__isnull=False)),
         ]
 
     def __str__(self):
@@ -245,8 +247,10 @@ class DispatchChunk(models.Model):
     first_id = models.BigIntegerField(help_text="First MessageRecipient id of the slice.")
     last_id = models.BigIntegerField(help_text="Last MessageRecipient id of the slice.")
     status = models.CharField(max_length=10, choices=ChunkStatus.choices, default=ChunkStatus.PENDING)
-    attempts = models.PositiveSmallIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Failures other than outages.")
     last_error = models.TextField(blank=True)
+    enqueue_id = models.UUIDField(null=True, blank=True, editable=False,
+                                  help_text="The broker task that carries this chunk.")
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

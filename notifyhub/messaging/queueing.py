@@ -15,8 +15,9 @@ from functools import partial
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
-from notifyhub.messaging.models import Delivery, DeliveryStatus
+from notifyhub.messaging.models import Delivery, DeliveryStatus, DispatchChunk
 
 DISPATCH_QUEUE = "dispatch"
 MAINTENANCE_QUEUE = "maintenance"
@@ -96,9 +97,24 @@ def deliveries_requeue(*, deliveries: Iterable[tuple[str, str, object]], **chang
     return moved
 
 
+def task_send_on_commit(name: str, args: list, queue: str, countdown: float | None = None) -> None:
+    """Send a task by name once the transaction commits."""
+    transaction.on_commit(partial(_send, name, args, queue, countdown))
+
+
 def dispatch_enqueue(*, message_id) -> None:
     transaction.on_commit(partial(_send, "notifyhub.dispatch_message", [str(message_id)], DISPATCH_QUEUE))
 
 
-def chunk_enqueue(*, chunk_id: int, countdown: float | None = None) -> None:
-    transaction.on_commit(partial(_send, "notifyhub.dispatch_chunk", [chunk_id], DISPATCH_QUEUE, countdown))
+def chunk_enqueue(*, chunk_id: int, previous=False) -> int:
+    """Enqueue a dispatch chunk under a new task id stored on its row (as deliveries do), so the
+    sweeper can tell a lost chunk task from one waiting in the dispatch queue. With ``previous``
+    (the task id the caller saw), only if nobody re-enqueued it meanwhile; returns 1 if sent."""
+    task_id = uuid.uuid4()
+    rows = DispatchChunk.objects.filter(pk=chunk_id)
+    if previous is not False:
+        rows = rows.filter(enqueue_id=previous) if previous else rows.filter(enqueue_id__isnull=True)
+    if not rows.update(enqueue_id=task_id, updated_at=timezone.now()):
+        return 0
+    transaction.on_commit(partial(_send, "notifyhub.dispatch_chunk", [chunk_id], DISPATCH_QUEUE, None, task_id))
+    return 1

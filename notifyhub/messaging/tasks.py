@@ -1,7 +1,8 @@
 """Celery entry points: load by id, call a service. Names are stable; queues are set by callers."""
 from celery import shared_task
 
-from notifyhub.messaging.services import deliver, dispatch, sweeper
+from notifyhub.messaging.queueing import MAINTENANCE_QUEUE, task_send_on_commit
+from notifyhub.messaging.services import cancel, deliver, dispatch, sweeper
 
 TASK_OPTIONS = {"acks_late": True, "reject_on_worker_lost": True, "ignore_result": True}
 
@@ -32,3 +33,12 @@ def release_due() -> dict:
 @shared_task(name="notifyhub.sweep_stuck", **TASK_OPTIONS)
 def sweep_stuck() -> dict:
     return sweeper.stuck_sweep()
+
+
+@shared_task(name="notifyhub.release_cancelled", **TASK_OPTIONS)
+def release_cancelled(message_id: str, after: str = "") -> str:
+    """Give back a cancelled message's dedup windows and cap units, a page per task."""
+    last = cancel.cancelled_reservations_release(message_id=message_id, after=after)
+    if last:
+        task_send_on_commit("notifyhub.release_cancelled", [message_id, last], MAINTENANCE_QUEUE)
+    return last

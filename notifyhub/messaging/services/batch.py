@@ -15,6 +15,8 @@ from notifyhub.messaging.services.retries import Cancelled
 
 FLUSH_EVERY = 200
 FLUSH_SECONDS = 0.5
+#: A group sent one by one looks for a cancel this often.
+CANCEL_CHECK_SECONDS = 0.5
 
 
 def outbound(delivery: Delivery) -> OutboundMessage:
@@ -38,13 +40,39 @@ def gate(deliveries: list[Delivery]) -> tuple[list[Delivery], list[tuple[str, Ca
             [(str(d.id), Cancelled()) for d in deliveries if d.message_id in cancelled])
 
 
+class _Stream:
+    """The outbound messages of a group, checking every ``CANCEL_CHECK_SECONDS`` whether a
+    message was cancelled meanwhile; it stops there and keeps what it did not hand out."""
+
+    def __init__(self, deliveries: list[Delivery]):
+        self.deliveries, self.unsent = deliveries, []
+
+    def __iter__(self):
+        checked = time.monotonic()
+        for index, delivery in enumerate(self.deliveries):
+            if time.monotonic() - checked >= CANCEL_CHECK_SECONDS:
+                checked = time.monotonic()
+                if cancelled_among({d.message_id for d in self.deliveries[index:]}):
+                    self.unsent = self.deliveries[index:]
+                    return
+            yield outbound(delivery)
+
+
 def send_group(backend, deliveries: list[Delivery]):
-    """Yield ``(delivery id, outcome)`` for one group sent through ``backend.send_many``."""
-    go, cancelled = gate(deliveries)
-    yield from cancelled
-    if go:
-        for message, outcome in backend.send_many(outbound(d) for d in go):
-            yield message.delivery_id, outcome
+    """Yield ``(delivery id, outcome)`` for one group sent through ``backend.send_many``.
+
+    Cancelled messages are checked before the group and, for backends that send one by one
+    (SMTP), every ``CANCEL_CHECK_SECONDS`` while it is sent.
+    """
+    rest = deliveries
+    while rest:
+        go, cancelled = gate(rest)
+        yield from cancelled
+        stream = _Stream(go)
+        if go:
+            for message, outcome in backend.send_many(iter(stream)):
+                yield message.delivery_id, outcome
+        rest = stream.unsent
 
 
 class Flusher:

@@ -17,6 +17,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from notifyhub.messaging.models import Delivery, DeliveryEvent, DeliveryStatus, Message, MessageStatus
+from notifyhub.messaging.services.rules import deliveries_reservations_release
 from preferences.models import Recipient
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ def deliveries_claim(*, delivery_ids) -> list[Delivery]:
             DeliveryEvent.objects.bulk_create([DeliveryEvent(delivery_id=pk, status=DeliveryStatus.CANCELLED,
                                                              detail="message cancelled", at=now)
                                                for pk in dropped_ids])
+            transaction.on_commit(lambda: deliveries_reservations_release(
+                Delivery.objects.filter(pk__in=dropped_ids).select_related("message__template__category")))
     if connection.vendor != "postgresql":
         ready = Delivery.objects.filter(_ready(now), pk__in=ids).exclude(message__in=cancelled)
         if not ready.update(status=DeliveryStatus.SENDING, claim_token=token, claimed_at=now, updated_at=now,
@@ -56,13 +59,17 @@ def deliveries_claim(*, delivery_ids) -> list[Delivery]:
     columns = ", ".join(f"d.{f.column}" for f in fields)
     table, message_table = Delivery._meta.db_table, Message._meta.db_table
     # Identifiers come from the models; every value is a parameter.
-    sql = (f"UPDATE {table} AS d SET status = %s, claim_token = %s, claimed_at = %s, "  # noqa: S608
-           f"updated_at = %s, attempts = d.attempts + 1 "
-           f"WHERE d.id = ANY(%s) AND (d.status = %s OR (d.status = %s AND d.next_attempt_at <= %s)) "
+    # Rows are locked in id order, skipping rows another transaction holds (a cancel, a sweep):
+    # no lock-order deadlock with them, and a skipped row is picked up by its own path.
+    sql = (f"WITH ready AS (SELECT d.id FROM {table} d WHERE d.id = ANY(%s) "  # noqa: S608
+           f"AND (d.status = %s OR (d.status = %s AND d.next_attempt_at <= %s)) "
            f"AND NOT EXISTS (SELECT 1 FROM {message_table} m WHERE m.id = d.message_id AND m.status = %s) "
+           f"ORDER BY d.id FOR UPDATE OF d SKIP LOCKED) "
+           f"UPDATE {table} AS d SET status = %s, claim_token = %s, claimed_at = %s, "
+           f"updated_at = %s, attempts = d.attempts + 1 FROM ready WHERE d.id = ready.id "
            f"RETURNING {columns}")
-    params = [DeliveryStatus.SENDING, token, now, now, ids, DeliveryStatus.QUEUED, DeliveryStatus.PENDING, now,
-              MessageStatus.CANCELLED]
+    params = [ids, DeliveryStatus.QUEUED, DeliveryStatus.PENDING, now, MessageStatus.CANCELLED,
+              DeliveryStatus.SENDING, token, now, now]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return claimed_rows_load(cursor.fetchall(), token=token)
@@ -120,8 +127,12 @@ class Heartbeat:
         try:
             while not self._stop.wait(self.interval):
                 try:
-                    Delivery.objects.filter(claim_token=self.token, status=DeliveryStatus.SENDING).update(
-                        claimed_at=timezone.now())
+                    # Rows the batch's own outcome write holds are skipped, never waited for: no
+                    # lock-order deadlock between the heartbeat and the flush.
+                    with transaction.atomic():
+                        held = (Delivery.objects.select_for_update(skip_locked=True)
+                                .filter(claim_token=self.token, status=DeliveryStatus.SENDING).values("pk"))
+                        Delivery.objects.filter(pk__in=held).update(claimed_at=timezone.now())
                 except Exception:
                     logger.exception("Claim heartbeat failed")
         finally:

@@ -27,7 +27,7 @@ from notifyhub.messaging.models import (
 )
 from notifyhub.messaging.queueing import chunk_enqueue
 from notifyhub.messaging.services.events import events_record
-from notifyhub.messaging.services.planning import deliveries_create, deliveries_plan
+from notifyhub.messaging.services.planning import INFRASTRUCTURE_ERRORS, deliveries_create, deliveries_plan
 from notifyhub.messaging.services.rollup import messages_rollup
 from notifyhub.messaging.services.rules import reservations_guard
 from preferences.models import Recipient
@@ -57,11 +57,10 @@ def message_dispatch_start(*, message_id) -> int:
         message = Message.objects.select_for_update().filter(pk=message_id, status=MessageStatus.ACCEPTED).first()
         if message is None:
             return 0
-        ids = list(MessageRecipient.objects.filter(message=message).order_by("id").values_list("id", flat=True))
         now = timezone.now()
         chunks = DispatchChunk.objects.bulk_create(
-            [DispatchChunk(message=message, first_id=ids[i], last_id=ids[min(i + size, len(ids)) - 1], updated_at=now)
-             for i in range(0, len(ids), size)])
+            [DispatchChunk(message=message, first_id=first, last_id=last, updated_at=now)
+             for first, last in _chunk_bounds(message, size)])
         message.status = MessageStatus.PROCESSING if chunks else MessageStatus.SKIPPED
         message.save(update_fields=["status", "updated_at"])
         for chunk in chunks:
@@ -69,26 +68,41 @@ def message_dispatch_start(*, message_id) -> int:
     return len(chunks)
 
 
+def _chunk_bounds(message: Message, size: int) -> list[tuple[int, int]]:
+    """``(first, last)`` audience row ids of each slice of ``size``: one row per chunk is read."""
+    if connection.vendor != "postgresql":
+        ids = list(MessageRecipient.objects.filter(message=message).order_by("id").values_list("id", flat=True))
+        return [(ids[i], ids[min(i + size, len(ids)) - 1]) for i in range(0, len(ids), size)]
+    table = MessageRecipient._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT min(id), max(id) FROM (SELECT id, (row_number() OVER (ORDER BY id) - 1) / %s AS slice "  # noqa: S608
+            f"FROM {table} WHERE message_id = %s) AS numbered GROUP BY slice ORDER BY slice", [size, message.pk])
+        return [(first, last) for first, last in cursor.fetchall()]
+
+
 def message_dispatch_chunk(*, chunk_id: int) -> int:
     """Plan and create the deliveries of one chunk; a repeated run creates nothing.
 
     Raises :class:`ChunkRetry` when the chunk failed and should be tried again.
     """
+    rows: list = []
     try:
         with reservations_guard(), transaction.atomic():
             chunk = (DispatchChunk.objects.select_for_update(of=("self",), skip_locked=True)
                      .filter(pk=chunk_id, status=ChunkStatus.PENDING).first())
-            if chunk is None:
-                return 0  # done, or being run by another worker right now
-            message = Message.objects.select_related("template__category").get(pk=chunk.message_id)
-            if _status_for_share(message) == MessageStatus.CANCELLED:
+            if chunk is not None:
+                message = Message.objects.select_related("template__category").get(pk=chunk.message_id)
+                if _status_for_share(message) != MessageStatus.CANCELLED:
+                    rows = _chunk_plan(message, chunk)
                 _chunk_finish(chunk, ChunkStatus.DONE)
-                return 0
-            rows = _chunk_plan(message, chunk)
-            _chunk_finish(chunk, ChunkStatus.DONE)
     except Exception as exc:
         return _chunk_failed(chunk_id, exc)
-    messages_rollup(message_ids=[chunk.message_id])
+    # Also when the chunk was already done: a repeat after a worker died between the chunk's
+    # commit and its roll-up is what finishes the message.
+    message_id = DispatchChunk.objects.filter(pk=chunk_id).values_list("message_id", flat=True).first()
+    if message_id:
+        messages_rollup(message_ids=[message_id])
     return len(rows)
 
 
@@ -133,11 +147,12 @@ def _chunk_failed(chunk_id: int, exc: Exception) -> int:
         chunk = DispatchChunk.objects.select_for_update().filter(pk=chunk_id, status=ChunkStatus.PENDING).first()
         if chunk is None:
             return 0
-        chunk.attempts += 1
+        outage = isinstance(exc, INFRASTRUCTURE_ERRORS)  # waits for PostgreSQL or Redis, fails nobody
+        chunk.attempts += 0 if outage else 1
         chunk.last_error, chunk.updated_at = error, timezone.now()
         chunk.save(update_fields=["attempts", "last_error", "updated_at"])
-        if chunk.attempts < settings.NOTIFYHUB_CHUNK_MAX_ATTEMPTS:
-            countdown = min(2 ** chunk.attempts, 300)
+        if outage or chunk.attempts < settings.NOTIFYHUB_CHUNK_MAX_ATTEMPTS:
+            countdown = min(2 ** max(chunk.attempts, 1) * (2 if outage else 1), 300)
         else:
             created = _chunk_fail_recipients(chunk, error)
             _chunk_finish(chunk, ChunkStatus.FAILED)

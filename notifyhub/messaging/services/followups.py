@@ -18,6 +18,7 @@ from notifyhub.messaging.services.fallback import fallback_next
 from notifyhub.messaging.services.outcomes import Recorded, outcomes_record
 from notifyhub.messaging.services.receipts import early_receipts_apply
 from notifyhub.messaging.services.rollup import messages_rollup
+from notifyhub.messaging.services.rules import deliveries_reservations_release
 from preferences.services import contact_point_deactivate
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,9 @@ def followups_run(*, recorded: Recorded, rollup: bool = True) -> None:
     owing = [d for d in recorded.written if d.followup]
     if owing:
         _guarded("follow-ups", deliveries_followups, owing)
+    cancelled = [d for d in recorded.written if d.status == DeliveryStatus.CANCELLED]
+    if cancelled:  # cancelled after the claim: their dedup windows and cap units go back
+        _guarded("reservations", deliveries_reservations_release, cancelled)
     sent = [d for d in recorded.written if d.status == DeliveryStatus.SENT and d.provider_message_id]
     if sent:
         _guarded("early reports", early_receipts_apply, sent)
@@ -83,19 +87,33 @@ def _why(delivery: Delivery) -> str:
 
 
 def followups_redo() -> int:
-    """Redo the follow-ups of deliveries whose own batch could not finish them (the sweeper)."""
+    """Redo the follow-ups of deliveries whose own batch could not finish them (the sweeper).
+
+    One savepoint per message: a message whose follow-ups keep failing is logged and moved to
+    the back of the line (``updated_at``), and never holds up the others.
+    """
     cutoff = timezone.now() - REDO_AFTER
+    done = 0
     with transaction.atomic():
         owing = list(
             Delivery.objects.select_for_update(of=("self",), skip_locked=True)
             .filter(updated_at__lt=cutoff).exclude(followup="")
-            .select_related("message__template__category", "recipient").order_by()[:REDO_LIMIT]
+            .select_related("message__template__category", "recipient").order_by("updated_at")[:REDO_LIMIT]
         )
-        if owing:
-            deliveries_followups(owing)
+        by_message: dict = {}
+        for delivery in owing:
+            by_message.setdefault(delivery.message_id, []).append(delivery)
+        for message_id, group in by_message.items():
+            try:
+                with transaction.atomic():
+                    deliveries_followups(group)
+                done += len(group)
+            except Exception:
+                logger.exception("Follow-ups of message %s failed again; retried later", message_id)
+                Delivery.objects.filter(pk__in=[d.pk for d in group]).update(updated_at=timezone.now())
     if owing:
         messages_rollup(message_ids={d.message_id for d in owing})
-    return len(owing)
+    return done
 
 
 def outcomes_settle(*, deliveries: Sequence[Delivery], outcomes: dict, config_id, reports_delivery: bool = False,

@@ -11,12 +11,13 @@ bookkeeping done afterwards (:mod:`.followups`); a delivery that owes some carri
 """
 import json
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import OperationalError, close_old_connections, connection, transaction
 from django.utils import timezone
 
 from channels_app.errors import ChannelError, DeadAddressError, TransientChannelError
@@ -25,6 +26,8 @@ from notifyhub.messaging.models import Delivery, DeliveryEvent, DeliveryStatus, 
 from notifyhub.messaging.services.retries import Cancelled, Deferral, deferral_note, retry_delay
 
 logger = logging.getLogger(__name__)
+#: A failed outcome write (deadlock, lost connection) is retried this many times in all.
+WRITE_ATTEMPTS = 5
 FIELDS = ("status", "reason", "detail", "sent_at", "provider_message_id", "next_attempt_at", "channel_config_id",
           "attempts", "explain", "fallback_at", "followup")
 
@@ -55,11 +58,21 @@ def outcomes_record(*, deliveries: Sequence[Delivery], outcomes: dict, config_id
         _apply(delivery, outcomes[delivery.id], now, config_id, reports_delivery, events, recorded)
     if not deliveries:
         return recorded
-    with transaction.atomic():
-        written = _write(deliveries, now)
-        DeliveryEvent.objects.bulk_create(
-            [DeliveryEvent(delivery_id=delivery_id, status=status, detail=detail[:4000], at=at)
-             for delivery_id, status, detail, at in events if delivery_id in written])
+    for attempt in range(1, WRITE_ATTEMPTS + 1):
+        try:
+            with transaction.atomic():
+                written = _write(deliveries, now)
+                DeliveryEvent.objects.bulk_create(
+                    [DeliveryEvent(delivery_id=delivery_id, status=status, detail=detail[:4000], at=at)
+                     for delivery_id, status, detail, at in events if delivery_id in written])
+            break
+        except OperationalError:  # a deadlock, a failover: what the provider accepted must be written
+            if attempt == WRITE_ATTEMPTS:
+                raise
+            logger.warning("Recording %d outcomes failed (attempt %d); retrying", len(deliveries), attempt,
+                           exc_info=True)
+            close_old_connections()
+            time.sleep(min(0.1 * 2 ** attempt, 2.0))
     recorded.written = [d for d in deliveries if d.id in written]
     recorded.retry_soon = [(d, delay) for d, delay in recorded.retry_soon if d.id in written]
     lost = len(deliveries) - len(written)
@@ -166,7 +179,7 @@ def _write_postgresql(deliveries: Sequence[Delivery], now) -> set:
                        for name in names if name not in ("id", "token"))
     # Identifiers come from the model and the fixed column list above; every value is a parameter.
     sql = (f"UPDATE {table} AS d SET {assign}, claim_token = NULL, updated_at = %s "  # noqa: S608
-           f"FROM unnest({unnest}) AS v({', '.join(names)}) "
+           f"FROM (SELECT * FROM unnest({unnest}) AS u({', '.join(names)}) ORDER BY u.id) AS v "
            f"WHERE d.id = v.id AND d.claim_token = v.token AND d.status = %s RETURNING d.id")
     with connection.cursor() as cursor:
         cursor.execute(sql, [now, *(values for _, values in columns.values()), DeliveryStatus.SENDING])

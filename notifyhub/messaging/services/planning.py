@@ -233,6 +233,9 @@ def deliveries_create(*, message: Message, plans: Sequence[DeliveryPlan], fresh:
         rows_copy(Delivery, rows)
     else:
         Delivery.objects.bulk_create(rows, ignore_conflicts=True)
+        inserted = set(Delivery.objects.filter(pk__in=[d.pk for d in rows]).values_list("pk", flat=True))
+        rows = [d for d in rows if d.pk in inserted]  # a racing repeat inserted the others
+        batches = [batch for batch in batches if any(d.pk in inserted for d in batch.items)]
     events_record(changes=((d.id, d.status, d.explain[-1] if d.explain else "") for d in rows))
     deliveries_enqueue(batches=batches)
     return rows

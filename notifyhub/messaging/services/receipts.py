@@ -112,7 +112,10 @@ def _apply_one(*, source, receipt: Receipt, channel, config_id):
                                      reason=f"{receipt.status} ({source})")
         if new in (DeliveryStatus.FAILED, DeliveryStatus.BOUNCED):
             fallback_next(deliveries=[delivery], why=f"{receipt.status} reported by the provider")
-        return "applied", delivery.message_id
+            return "applied", delivery.message_id
+        # sent → delivered/complained stays a success: the message's status cannot change, and a
+        # roll-up per report would count a finished broadcast's deliveries once per report.
+        return "applied", None
 
 
 def early_receipts_apply(deliveries) -> int:
@@ -124,8 +127,8 @@ def early_receipts_apply(deliveries) -> int:
 def early_receipts_sweep(*, max_age_hours: float) -> int:
     """Apply stored reports whose delivery has appeared since; forget those too old to match."""
     EarlyReceipt.objects.filter(received_at__lt=timezone.now() - timedelta(hours=max_age_hours)).delete()
-    known = Delivery.objects.filter(provider_message_id=OuterRef("provider_message_id"))
-    return _early_apply(EarlyReceipt.objects.filter(Exists(known))[:500])
+    known = Delivery.objects.exclude(provider_message_id="").filter(provider_message_id=OuterRef("provider_message_id"))
+    return _early_apply(EarlyReceipt.objects.exclude(provider_message_id="").filter(Exists(known))[:500])
 
 
 def _early_apply(queryset) -> int:

@@ -24,7 +24,13 @@ from django.utils import timezone
 
 from notifyhub.messaging.broker import broker_task_ids
 from notifyhub.messaging.models import ChunkStatus, Delivery, DeliveryStatus, DispatchChunk, Message, MessageStatus
-from notifyhub.messaging.queueing import chunk_enqueue, deliver_queue, deliveries_requeue, dispatch_enqueue
+from notifyhub.messaging.queueing import (
+    DISPATCH_QUEUE,
+    chunk_enqueue,
+    deliver_queue,
+    deliveries_requeue,
+    dispatch_enqueue,
+)
 from notifyhub.messaging.services.events import events_record
 from notifyhub.messaging.services.fallback import fallback_next
 from notifyhub.messaging.services.followups import followups_redo
@@ -75,10 +81,30 @@ def fallback_timeouts_release(*, now) -> int:
 
 def stuck_sweep() -> dict:
     """Rescue work whose worker or broker message was lost; redo bookkeeping left behind."""
-    result = {**_sending_rescue(), **_queued_rescue(), **_dispatch_rescue()}
-    result["followups"] = followups_redo()
-    result["early_reports"] = early_receipts_sweep(max_age_hours=settings.NOTIFYHUB_EARLY_RECEIPT_HOURS)
+    result: dict = {}
+    steps = (("sending", _sending_rescue), ("queued", _queued_rescue), ("dispatch", _dispatch_rescue),
+             ("followups", lambda: {"followups": followups_redo()}),
+             ("early_reports", lambda: {"early_reports": early_receipts_sweep(
+                 max_age_hours=settings.NOTIFYHUB_EARLY_RECEIPT_HOURS)}),
+             ("rollups", lambda: {"rollups": _stale_rollups()}))
+    for name, step in steps:  # one failing step never holds up the others
+        try:
+            result.update(step())
+        except Exception:
+            logger.exception("Sweeper step %s failed", name)
+            result[f"{name}_error"] = True
     return result
+
+
+def _stale_rollups() -> int:
+    """``processing`` messages untouched for a while: recompute (a roll-up lost with its worker)."""
+    cutoff = timezone.now() - timedelta(seconds=settings.NOTIFYHUB_QUEUED_CHECK_SECONDS)
+    stale = list(Message.objects.filter(status=MessageStatus.PROCESSING, updated_at__lt=cutoff)
+                 .order_by("updated_at").values_list("pk", flat=True)[:200])
+    if stale:
+        messages_rollup(message_ids=stale)
+        Message.objects.filter(pk__in=stale, status=MessageStatus.PROCESSING).update(updated_at=timezone.now())
+    return len(stale)
 
 
 def _sending_rescue() -> dict:
@@ -124,9 +150,9 @@ def _queued_rescue() -> dict:
         lost = [c for c in candidates if c[3] is None or str(c[3]) not in present]
     else:  # an uninspectable broker: only what is very old
         very_old = now - timedelta(seconds=10 * settings.NOTIFYHUB_QUEUED_CHECK_SECONDS)
-        lost = [c for c in candidates if c[0] in set(
-            Delivery.objects.filter(pk__in=[c[0] for c in candidates], updated_at__lt=very_old)
-            .values_list("pk", flat=True))]
+        old = set(Delivery.objects.filter(pk__in=[c[0] for c in candidates], updated_at__lt=very_old)
+                  .values_list("pk", flat=True))
+        lost = [c for c in candidates if c[0] in old]
     by_task: dict = {}
     for pk, channel, lane, enqueue_id in lost:
         by_task.setdefault(enqueue_id, []).append((channel, lane, pk))
@@ -150,9 +176,15 @@ def _dispatch_rescue() -> dict:
         Message.objects.filter(pk__in=stalled).update(updated_at=now)
         for message_id in stalled:
             dispatch_enqueue(message_id=message_id)
-        chunks = list(DispatchChunk.objects.filter(status=ChunkStatus.PENDING, updated_at__lt=cutoff)
-                      .values_list("pk", flat=True)[:500])
-        DispatchChunk.objects.filter(pk__in=chunks).update(updated_at=now)
-        for chunk_id in chunks:
-            chunk_enqueue(chunk_id=chunk_id)
-    return {"dispatch_restarted": len(stalled), "chunks_restarted": len(chunks)}
+    candidates = list(DispatchChunk.objects.filter(status=ChunkStatus.PENDING, updated_at__lt=cutoff)
+                      .values_list("pk", "enqueue_id")[:500])
+    present = broker_task_ids(queues=[DISPATCH_QUEUE]) if candidates else set()
+    if present is not None and candidates:
+        time.sleep(0.2)
+        present |= broker_task_ids(queues=[DISPATCH_QUEUE]) or set()
+    chunks = [(pk, task) for pk, task in candidates if present is None or task is None or str(task) not in present]
+    with transaction.atomic():
+        restarted = 0
+        for chunk_id, task in chunks:  # only chunks nobody re-enqueued meanwhile
+            restarted += chunk_enqueue(chunk_id=chunk_id, previous=task)
+    return {"dispatch_restarted": len(stalled), "chunks_restarted": restarted}
