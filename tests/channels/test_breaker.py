@@ -183,7 +183,7 @@ PROBER = """
     time.sleep(max(0.0, start_at - time.time()))
     calls, probes = [], []
     while time.time() < stop_at:
-        decision = breaker_allow(account, failure_threshold=3, open_seconds=2)
+        decision = breaker_allow(account, failure_threshold=3, open_seconds=5)
         calls.append(time.time())
         if decision.probe:
             probes.append(time.time())
@@ -192,12 +192,14 @@ PROBER = """
 
 
 def test_exactly_one_process_probes(redis_account):
-    """Two processes ask in a tight loop while the open period runs out: one probe in all."""
-    breaker_failure(redis_account, account_level=True, failure_threshold=3, open_seconds=2)
+    """Two processes ask in a tight loop while the open period runs out: one probe in all.
+
+    The open period leaves the processes 4.5 s to start (imports take seconds on a busy host)."""
+    breaker_failure(redis_account, account_level=True, failure_threshold=3, open_seconds=5)
     now = time.time()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DJANGO_SETTINGS_MODULE": "notifyhub.settings",
            "REDIS_URL": settings.REDIS_URL}
-    argv = [sys.executable, "-c", textwrap.dedent(PROBER), redis_account, str(now + 1.5), str(now + 2.6)]
+    argv = [sys.executable, "-c", textwrap.dedent(PROBER), redis_account, str(now + 4.5), str(now + 5.6)]
     procs = [subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     results = []
