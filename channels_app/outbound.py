@@ -15,7 +15,6 @@ companies whose egress goes through a TLS-inspecting proxy.
 import ssl
 from functools import partial
 
-import certifi
 import httpcore
 import httpx
 import requests
@@ -28,8 +27,8 @@ from channels_app.netguard import Resolver, resolve_checked
 
 
 def ca_bundle() -> str:
-    """The PEM file of trusted CAs: ``NOTIFYHUB_CA_BUNDLE`` or certifi's."""
-    return getattr(settings, "NOTIFYHUB_CA_BUNDLE", "") or certifi.where()
+    """The PEM file of trusted CAs: ``NOTIFYHUB_CA_BUNDLE`` or the one requests ships (certifi)."""
+    return getattr(settings, "NOTIFYHUB_CA_BUNDLE", "") or requests.utils.DEFAULT_CA_BUNDLE_PATH
 
 
 def ssl_context() -> ssl.SSLContext:
@@ -71,6 +70,13 @@ class PinnedHTTPAdapter(HTTPAdapter):
         }
         super().__init__(**kwargs)
 
+    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
+        # The setting wins over REQUESTS_CA_BUNDLE, which requests prefers to ``session.verify``.
+        bundle = getattr(settings, "NOTIFYHUB_CA_BUNDLE", "")
+        if bundle and verify is not False:
+            verify = bundle
+        return super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
+
     def init_poolmanager(self, *args, **kwargs):
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = self._pool_classes
@@ -79,7 +85,6 @@ class PinnedHTTPAdapter(HTTPAdapter):
 def harden_session(session: requests.Session, *, resolver: Resolver | None = None,
                    pool_maxsize: int | None = None) -> requests.Session:
     """Give a ``requests`` session (ours or a library's) the pinned adapter and the CA bundle."""
-    session.verify = ca_bundle()
     adapter = PinnedHTTPAdapter(resolver=resolver, pool_maxsize=pool_maxsize or settings.NOTIFYHUB_HTTP_CONCURRENCY)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
