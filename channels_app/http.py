@@ -6,7 +6,6 @@ permanent errors live in one place.
 """
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
@@ -14,7 +13,8 @@ from django.conf import settings
 from channels_app.base import ChannelBackend
 from channels_app.concurrency import ConcurrentSendMixin
 from channels_app.errors import PermanentChannelError, TransientChannelError
-from channels_app.netguard import BlockedURLError, UnresolvableHostError, check_outbound_url
+from channels_app.netguard import BlockedURLError, Resolver, UnresolvableHostError, parse_outbound_url
+from channels_app.outbound import pinned_session
 
 TRANSIENT_STATUSES = frozenset({408, 425, 429})
 INVALID_URL_ERRORS = (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
@@ -37,27 +37,32 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def redact(error: Exception, url: str) -> str:
+def redact(error: Exception | str, url: str) -> str:
     """The error text without the URL's query string, where providers put access tokens."""
     text = str(error)
-    query = urlsplit(url).query
+    query = url.partition("?")[2].partition("#")[0]  # not urlsplit: it raises on hostile URLs
     return text.replace(query, "***") if query else text
+
+
+def blocked_url_error(exc: BlockedURLError, url: str):
+    """The channel error for a URL the outbound policy refused."""
+    if isinstance(exc, UnresolvableHostError):
+        return TransientChannelError(redact(exc, url), code="dns_failure")
+    return PermanentChannelError(redact(exc, url), code="blocked_url")
 
 
 class HttpChannelBackend(ConcurrentSendMixin, ChannelBackend):
     user_agent = "notifyhub"
 
-    def __init__(self, **kwargs):
+    def __init__(self, *, resolver: Resolver | None = None, **kwargs):
         super().__init__(**kwargs)
+        #: How host names are resolved (the system resolver by default); see netguard.
+        self.resolver = resolver
         self.session: requests.Session | None = None
 
     def open(self) -> None:
         if self.session is None:
-            self.session = requests.Session()
-            self.session.headers["User-Agent"] = self.user_agent
-            adapter = requests.adapters.HTTPAdapter(pool_maxsize=settings.NOTIFYHUB_HTTP_CONCURRENCY)
-            self.session.mount("http://", adapter)
-            self.session.mount("https://", adapter)
+            self.session = pinned_session(resolver=self.resolver, user_agent=self.user_agent)
 
     def close(self) -> None:
         if self.session is not None:
@@ -66,16 +71,16 @@ class HttpChannelBackend(ConcurrentSendMixin, ChannelBackend):
 
     def request(self, method: str, url: str, **kwargs) -> requests.Response:
         """Send one request; raise a channel error for network failures and error statuses."""
-        try:
-            check_outbound_url(url)
-        except UnresolvableHostError as exc:
-            raise TransientChannelError(str(exc), code="dns_failure") from exc
+        try:  # the syntax here; the addresses are checked where the connection is opened
+            parse_outbound_url(url)
         except BlockedURLError as exc:
-            raise PermanentChannelError(str(exc), code="blocked_url") from exc
+            raise blocked_url_error(exc, url) from exc
         self.open()
         kwargs.setdefault("timeout", self.options.get("timeout") or settings.NOTIFYHUB_HTTP_TIMEOUT_SECONDS)
         try:
             response = self.session.request(method, url, allow_redirects=False, **kwargs)
+        except BlockedURLError as exc:
+            raise blocked_url_error(exc, url) from exc
         except requests.Timeout as exc:
             raise TransientChannelError(f"Timed out: {redact(exc, url)}", code="timeout") from exc
         except requests.ConnectionError as exc:

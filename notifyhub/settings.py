@@ -265,3 +265,11 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+
+# --- Custom CA bundle for outbound HTTPS (channels_app/outbound.py) ------------------------------
+# A PEM file trusted instead of the default CAs by every HTTPS client of the channel backends
+# (requests sessions, the httpx APNs client; exported as REQUESTS_CA_BUNDLE for libraries that
+# make their own requests, such as Apprise). For egress through a TLS-inspecting proxy.
+NOTIFYHUB_CA_BUNDLE = env.str("NOTIFYHUB_CA_BUNDLE", default="")
+if NOTIFYHUB_CA_BUNDLE:
+    os.environ["REQUESTS_CA_BUNDLE"] = NOTIFYHUB_CA_BUNDLE

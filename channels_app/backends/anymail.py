@@ -8,6 +8,7 @@ anymail documents for its ``ANYMAIL`` setting, lower-cased and without the ESP p
 import pkgutil
 from functools import cache
 
+import requests
 from anymail.exceptions import (
     AnymailAPIError,
     AnymailConfigurationError,
@@ -25,9 +26,10 @@ from channels_app.errors import (
     PermanentChannelError,
     TransientChannelError,
 )
-from channels_app.http import TRANSIENT_STATUSES
+from channels_app.http import TRANSIENT_STATUSES, blocked_url_error
 from channels_app.message import OutboundMessage, SendResult
 from channels_app.netguard import BlockedURLError, check_outbound_url
+from channels_app.outbound import harden_session
 
 NOT_ESPS = frozenset({"base", "base_requests", "console", "test", "sendinblue"})
 
@@ -75,6 +77,13 @@ class AnymailBackend(EmailChannelBackend):
         except (AnymailConfigurationError, AnymailImproperlyInstalled) as exc:
             raise ChannelConfigurationError(f"{self.name}: {exc}") from exc
 
+    def open(self) -> None:
+        """Connect; an ESP reached over ``requests`` gets the pinned adapter and the CA bundle."""
+        super().open()
+        session = getattr(self.connection, "session", None)
+        if isinstance(session, requests.Session):
+            harden_session(session)
+
     def build(self, message: OutboundMessage):
         email = super().build(message)
         email.metadata = {"notifyhub_delivery": message.delivery_id}
@@ -85,6 +94,8 @@ class AnymailBackend(EmailChannelBackend):
         email = self.build(message)
         try:
             email.send()
+        except BlockedURLError as exc:  # refused where the connection was opened
+            raise blocked_url_error(exc, self.options.get("esp_settings", {}).get("api_url") or "") from exc
         except AnymailRecipientsRefused as exc:
             raise InvalidAddressError(str(exc), code="recipient_refused") from exc
         except AnymailAPIError as exc:

@@ -34,10 +34,11 @@ from channels_app.errors import (
     PermanentChannelError,
     TransientChannelError,
 )
-from channels_app.http import retry_after_seconds
+from channels_app.http import blocked_url_error, retry_after_seconds
 from channels_app.kinds import ChannelKind
 from channels_app.message import OutboundMessage, SendResult
-from channels_app.netguard import BlockedURLError, UnresolvableHostError, check_outbound_url
+from channels_app.netguard import BlockedURLError, Resolver, check_outbound_url, parse_outbound_url
+from channels_app.outbound import PinnedTransport
 from channels_app.tokens import access_token, access_token_invalidate
 
 ENVIRONMENTS = {
@@ -152,8 +153,9 @@ class ApnsBackend(ConcurrentSendMixin, ChannelBackend):
     Options = ApnsOptions
     secret_fields = frozenset({"private_key"})
 
-    def __init__(self, **kwargs):
+    def __init__(self, *, resolver: Resolver | None = None, **kwargs):
         super().__init__(**kwargs)
+        self.resolver = resolver  # how host names resolve; connections are pinned (see outbound)
         self.client: httpx.Client | None = None
         self._lock = threading.Lock()
         self._key: ec.EllipticCurvePrivateKey | None = None
@@ -175,10 +177,10 @@ class ApnsBackend(ConcurrentSendMixin, ChannelBackend):
         with self._lock:
             if self.client is None:
                 timeout = self.options.get("timeout") or settings.NOTIFYHUB_HTTP_TIMEOUT_SECONDS
+                limits = httpx.Limits(max_connections=settings.NOTIFYHUB_HTTP_CONCURRENCY)
                 self.client = httpx.Client(
-                    http1=False, http2=True, timeout=timeout, follow_redirects=False,
-                    limits=httpx.Limits(max_connections=settings.NOTIFYHUB_HTTP_CONCURRENCY),
-                    headers={"user-agent": "notifyhub"},
+                    transport=PinnedTransport(resolver=self.resolver, http1=False, http2=True, limits=limits),
+                    timeout=timeout, follow_redirects=False, headers={"user-agent": "notifyhub"},
                 )
 
     def close(self) -> None:
@@ -254,12 +256,10 @@ class ApnsBackend(ConcurrentSendMixin, ChannelBackend):
 
     def send(self, message: OutboundMessage) -> SendResult:
         url = f"{self.api_base}/3/device/{self.validate_address(message.address)}"
-        try:
-            check_outbound_url(url)
-        except UnresolvableHostError as exc:
-            raise TransientChannelError(str(exc), code="dns_failure") from exc
+        try:  # the syntax here; the addresses where the connection is opened
+            parse_outbound_url(url)
         except BlockedURLError as exc:
-            raise PermanentChannelError(str(exc), code="blocked_url") from exc
+            raise blocked_url_error(exc, url) from exc
         self.open()
         headers, body = self.build_request(message)
         token = self.provider_token()
@@ -274,6 +274,8 @@ class ApnsBackend(ConcurrentSendMixin, ChannelBackend):
     def _post(self, url: str, headers: dict, body: bytes, token: str) -> httpx.Response:
         try:
             response = self.client.post(url, content=body, headers={**headers, "authorization": f"bearer {token}"})
+        except BlockedURLError as exc:
+            raise blocked_url_error(exc, url) from exc
         except httpx.TimeoutException as exc:
             raise TransientChannelError(f"Timed out: {exc}", code="timeout") from exc
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:

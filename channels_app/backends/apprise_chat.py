@@ -8,13 +8,22 @@ service (by Apprise's privacy-masked URL) with the warnings Apprise logged for i
 per-call result rather than ``LogCapture``, whose global logger handler would mix up the logs of
 concurrent sends.
 
-Apprise makes its own requests, so the outbound URL policy is applied here: a scheme whose URL
-names the server to contact (``{host}`` in the plugin's URL templates: json, xml, form, self-hosted
-ntfy, Gotify, Matrix, Mattermost, Teams workflows, mailto's SMTP server...) has that host checked
-when the account is saved and again before each send. Other schemes reach their provider's fixed
-API host.
+Apprise makes its own requests, so the outbound URL policy is applied here, to the server each
+plugin will contact (:func:`target_hosts`): the ``{host}`` of schemes whose URL names a server
+(json, xml, form, self-hosted ntfy, Gotify, Matrix, Mattermost, Teams workflows, mailto's SMTP
+server...), the organisation host of Zulip, the endpoint of Azure Communication Services. Those
+are checked when the account is saved and resolved and checked again before each send. A scheme
+whose plugin posts to fixed provider hosts only (Telegram, Discord, Slack...) needs no check; a
+scheme where notifyhub cannot tell which server will be contacted is refused. Apprise resolves
+again when it connects, so unlike the HTTP backends its connections are not pinned: a rebinding
+DNS server remains a (narrow) risk for hosts named in Apprise URLs.
+
+Apprise logs unparseable URLs verbatim, tokens included; :class:`RedactURLs` masks every URL in
+its log records.
 """
+import logging
 import re
+from urllib.parse import urlsplit
 
 import apprise
 from apprise.exception import AppriseException
@@ -61,20 +70,68 @@ def services(urls: str, *, resolve: bool) -> list:
         if plugin is None:
             scheme = url.partition("://")[0].lower() if SCHEME.match(url) else "scheme"
             raise ValueError(f"URL {number} ({scheme}://…) is not a valid Apprise URL.")
-        host = target_host(plugin)
-        if host:
+        hosts = target_hosts(plugin)
+        if hosts is None:
+            scheme = url.partition("://")[0].lower()
+            raise ValueError(f"URL {number} ({scheme}://…): notifyhub cannot tell which server this Apprise "
+                             "service contacts, so it is not allowed.")
+        for host in hosts:
             check_outbound_url(f"{'https' if getattr(plugin, 'secure', False) else 'http'}://{host}/",
                                resolve=resolve)
         plugins.append(plugin)
     return plugins
 
 
-def target_host(plugin) -> str:
-    """The server a URL names ("" for schemes that reach a fixed provider host, or ntfy.sh)."""
-    if not any("{host}" in template for template in getattr(plugin, "templates", ())):
-        return ""
-    host = getattr(plugin, "smtp_host", "") or getattr(plugin, "host", "") or ""
+#: Class attributes (``cloud_notify_url``, ``webhook_url``...) where plugins keep provider endpoints.
+ENDPOINT_ATTRIBUTES = ("notify_url", "api_url", "webhook_url")
+
+
+def _bracketed(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def target_hosts(plugin) -> list[str] | None:
+    """The configurable servers a plugin will contact: ``[]`` when it posts only to fixed
+    provider hosts, ``None`` when it cannot be told."""
+    if getattr(plugin, "secure_protocol", None) == "zulip" or type(plugin).__name__ == "NotifyZulip":
+        return [f"{plugin.organization}.{plugin.hostname}"]
+    if type(plugin).__name__ == "NotifyAzureCommunicationServices" or hasattr(plugin, "notify_path") and \
+            isinstance(getattr(plugin, "endpoint", None), str):
+        return [_bracketed(plugin.endpoint)]
+    if any("{host}" in template for template in getattr(plugin, "templates", ())):
+        host = getattr(plugin, "smtp_host", "") or getattr(plugin, "host", "") or ""
+        if host:
+            return [_bracketed(host)]
+        # no host given: the plugin's default server (ntfy.sh), checked below like fixed ones
+    endpoints = [getattr(type(plugin), name) for name in dir(type(plugin)) if name.endswith(ENDPOINT_ATTRIBUTES)]
+    endpoints = [e for e in endpoints if isinstance(e, str)]
+    if endpoints and all(_fixed_https_host(e) for e in endpoints):
+        return []
+    return None
+
+
+def _fixed_https_host(url: str) -> bool:
+    """``https://api.example.com/{token}`` is fixed; ``https://{org}.example.com/`` is not."""
+    if not url.startswith(("https://", "http://")):
+        return False
+    authority = url.split("://", 1)[1].split("/", 1)[0]
+    return bool(authority) and "{" not in authority and bool(urlsplit(url).hostname)
+
+
+class RedactURLs(logging.Filter):
+    """Masks URLs (which carry Apprise tokens and passwords) in Apprise's log records."""
+
+    URL = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]{0,19})://\S+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = self.URL.sub(r"\1://…", message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+logging.getLogger("apprise").addFilter(RedactURLs())
 
 
 class AppriseBackend(ChannelBackend):

@@ -62,6 +62,11 @@ class EmailChannelBackend(ChannelBackend):
 
     def build(self, message: OutboundMessage) -> mail.EmailMultiAlternatives:
         content = message.content
+        subject = str(content.get("subject", ""))
+        if "\r" in subject or "\n" in subject:
+            # Django refuses it (BadHeaderError) on every attempt: fail now, do not retry.
+            raise PermanentChannelError("The subject contains a line break (CR/LF), which no e-mail "
+                                        "header may carry.", code="bad_header")
         email = mail.EmailMultiAlternatives(
             subject=content.get("subject", ""),
             body=content.get("text", ""),
@@ -92,6 +97,8 @@ class EmailChannelBackend(ChannelBackend):
         email.connection = self.connection
         try:
             email.send()
+        except mail.BadHeaderError as exc:  # before smtplib: it is a ValueError, never transient
+            raise PermanentChannelError(f"Bad e-mail header: {exc}", code="bad_header") from exc
         except smtplib.SMTPRecipientsRefused as exc:
             code, reply = next(iter(exc.recipients.values()))
             raise _smtp_error(code, reply) from exc

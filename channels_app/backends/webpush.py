@@ -31,7 +31,7 @@ from channels_app.errors import (
 from channels_app.http import INVALID_URL_ERRORS, HttpChannelBackend, retry_after_seconds
 from channels_app.kinds import ChannelKind
 from channels_app.message import OutboundMessage, SendResult
-from channels_app.netguard import BlockedURLError, UnresolvableHostError, check_outbound_url
+from channels_app.netguard import BlockedURLError, UnresolvableHostError, check_outbound_url, parse_outbound_url
 
 URGENCIES = ("very-low", "low", "normal", "high")
 #: 4096 bytes of record (RFC 8030 minimum a push service must accept) minus the aes128gcm
@@ -202,10 +202,8 @@ class WebPushBackend(HttpChannelBackend):
             subscription = parse_subscription(message.address)
         except ValueError as exc:
             raise InvalidAddressError(f"Not a Web Push subscription: {exc}.", code="invalid_subscription") from None
-        try:
-            check_outbound_url(subscription["endpoint"])
-        except UnresolvableHostError as exc:
-            raise TransientChannelError(str(exc), code="dns_failure") from exc
+        try:  # the syntax here; the addresses where the connection is opened (outbound.py)
+            parse_outbound_url(subscription["endpoint"])
         except BlockedURLError as exc:
             raise InvalidAddressError(str(exc), code="blocked_url") from exc
         headers = {"Urgency": self.options.get("urgency") or "normal"}
@@ -228,6 +226,10 @@ class WebPushBackend(HttpChannelBackend):
             if exc.response is None:  # raised before sending: the subscription's keys
                 raise InvalidAddressError(f"Unusable subscription: {exc.message}", code="invalid_subscription") from exc
             response = exc.response
+        except UnresolvableHostError as exc:
+            raise TransientChannelError(str(exc), code="dns_failure") from exc
+        except BlockedURLError as exc:
+            raise InvalidAddressError(str(exc), code="blocked_url") from exc
         except VapidException as exc:
             raise AccountError(f"VAPID signing failed: {exc}", code="vapid_error") from exc
         except requests.Timeout as exc:

@@ -278,9 +278,10 @@ class ApnsPeer:
     ``403 ExpiredProviderToken`` (as APNs does for a token older than an hour).
     """
 
-    def __init__(self, account: ApnsAccount, delay: float = 0.0):
+    def __init__(self, account: ApnsAccount, delay: float = 0.0, tls: tuple[str, str] | None = None):
         self.account = account
         self.delay = delay
+        self.tls = tls  # (certfile, keyfile): h2 over TLS (ALPN) instead of h2c
         self.requests: list[H2Request] = []
         self.replies: dict[str, tuple[int, str]] = {}
         self.stale_tokens: set[str] = set()
@@ -296,7 +297,7 @@ class ApnsPeer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"https://localhost:{self.port}" if self.tls else f"http://127.0.0.1:{self.port}"
 
     def _run(self) -> None:
         from hypercorn.asyncio import serve
@@ -307,6 +308,8 @@ class ApnsPeer:
         config.accesslog = None
         config.errorlog = None
         config.graceful_timeout = 1
+        if self.tls:
+            config.certfile, config.keyfile = self.tls
         self._loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self._loop)
         self._shutdown = asyncio.Event()

@@ -143,6 +143,8 @@ class ContactPointCreateSerializer(RefuseUnknownFieldsMixin, serializers.Seriali
             raise serializers.ValidationError(
                 {"app": [f"Push tokens need the platform: one of {', '.join(platforms)}."]})
         backend = all_backends().get(app)
+        if backend is None or backend.kind != kind:  # a blank or account-name app: the kind's own
+            backend = all_backends().get(kind)  # backend still checks the address (webhook URLs)
         if backend is not None and backend.kind == kind:
             try:
                 attrs["address"] = backend.validate_address(attrs["address"])

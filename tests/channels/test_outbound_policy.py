@@ -1,0 +1,259 @@
+"""The outbound-URL policy under attack (issue 10, finding 1/2, acceptance 1).
+
+Every hostile form below is refused when saved (a channel's ``options.url`` and a recipient's
+webhook contact point answer 400 naming the field) and when sent (a real loopback listener
+receives no connection). The policy is ON in this module: the test suite's loopback allow-list
+(``NOTIFYHUB_OUTBOUND_ALLOWED_HOSTS=127.0.0.1,localhost``) is switched off, except where a
+test says otherwise.
+"""
+import json
+import logging
+import socket
+import threading
+import uuid
+
+import pytest
+from django.test import override_settings
+from werkzeug import Response
+
+from channels_app.backends.apprise_chat import AppriseBackend, services
+from channels_app.backends.email import SmtpBackend
+from channels_app.backends.webhook import WebhookBackend, generate_secret
+from channels_app.errors import PermanentChannelError, TransientChannelError
+from channels_app.message import OutboundMessage, SendResult
+from channels_app.netguard import BlockedURLError, address_refusal, check_outbound_url, resolve_checked
+from tests import factories
+
+POLICY_ON = override_settings(NOTIFYHUB_OUTBOUND_ALLOWED_HOSTS=[], NOTIFYHUB_OUTBOUND_ALLOW_PRIVATE=False)
+
+#: ``{port}`` is the loopback listener's port.
+HOSTILE = [
+    # the backslash confusion of finding 1, and its relatives
+    "http://127.0.0.1:{port}\\@1.2.3.4/pwned", "http://localhost:{port}\\@1.2.3.4/", "http://127.0.0.1:{port}\\\\@example.com/",
+    "http://1.2.3.4\\@127.0.0.1:{port}/", "http://127.0.0.1:{port}\\.example.com/", "https://127.0.0.1:{port}\\@8.8.8.8/",
+    # userinfo and @ in odd places
+    "http://user@127.0.0.1:{port}/", "http://user:pw@127.0.0.1:{port}/", "http://8.8.8.8@127.0.0.1:{port}/",
+    "http://example.com@127.0.0.1:{port}/", "http://@127.0.0.1:{port}/", "http://a@b@127.0.0.1:{port}/",
+    "http://127.0.0.1:{port}@8.8.8.8/", "http://:@127.0.0.1:{port}/",
+    # whitespace and control characters
+    "http://127.0.0.1:{port} /", "http:// 127.0.0.1:{port}/", "http://127.0.0.1:{port}/\r\nX: y", "http://127.0.0.1\t:{port}/",
+    "http://127.0.0.1:{port}/\x00", "http://127.0.0.1%00.example.com:{port}/", "\thttp://127.0.0.1:{port}/",
+    "http://127.0.0.1:{port}\n/", "http://example.com\x7f@127.0.0.1:{port}/",
+    # non-canonical IPv4 forms getaddrinfo reads as 127.0.0.1
+    "http://0x7f.1:{port}/", "http://0x7f000001:{port}/", "http://2130706433:{port}/", "http://017700000001:{port}/",
+    "http://127.1:{port}/", "http://127.0.1:{port}/", "http://0177.0.0.1:{port}/", "http://0x7f.0.0.1:{port}/",
+    "http://127.000.000.001:{port}/", "http://0:{port}/", "http://0x0:{port}/", "http://127.0.0.01:{port}/",
+    "http://1.0.0.127.in-addr.arpa.:{port}/", "http://localhost.:{port}/",
+    # literal private, reserved and special addresses
+    "http://127.0.0.1:{port}/", "http://127.255.255.254:{port}/", "http://0.0.0.0:{port}/", "http://10.0.0.1:{port}/",
+    "http://172.16.0.1:{port}/", "http://192.168.0.1:{port}/", "http://169.254.169.254:{port}/latest/meta-data",
+    "http://100.64.0.1:{port}/", "http://100.127.255.254:{port}/", "http://224.0.0.1:{port}/",
+    "http://240.0.0.1:{port}/", "http://255.255.255.255:{port}/", "http://192.0.0.8:{port}/", "http://198.18.0.1:{port}/",
+    "http://localhost:{port}/", "http://api.localhost:{port}/",
+    # IPv6, and IPv6 forms wrapping a private IPv4 address
+    "http://[::1]:{port}/", "http://[::]:{port}/", "http://[::ffff:127.0.0.1]:{port}/", "http://[::ffff:7f00:1]:{port}/",
+    "http://[::127.0.0.1]:{port}/", "http://[::7f00:1]:{port}/", "http://[64:ff9b::127.0.0.1]:{port}/",
+    "http://[64:ff9b::a00:1]:{port}/", "http://[64:ff9b:1::1]:{port}/", "http://[2002:7f00:1::]:{port}/",
+    "http://[2002:a9fe:a9fe::1]:{port}/", "http://[fe80::1]:{port}/", "http://[fe80::1%25lo]:{port}/",
+    "http://[fc00::1]:{port}/", "http://[fd12:3456::1]:{port}/", "http://[fec0::1]:{port}/", "http://[ff02::1]:{port}/",
+    "http://[2001::1]:{port}/", "http://[2001:db8::1]:{port}/", "http://[::ffff:169.254.169.254]:{port}/",
+    "http://[::ffff:100.64.0.1]:{port}/",
+    # schemes, ports, broken authorities
+    "ftp://127.0.0.1:{port}/", "file:///etc/passwd", "gopher://127.0.0.1:{port}/", "//127.0.0.1:{port}/",
+    "http:/127.0.0.1:{port}/", "http://127.0.0.1:{port}:80/", "http://127.0.0.1:+{port}/", "http://[127.0.0.1]:{port}/",
+    "http://127.0.0.1:{port}#@8.8.8.8/", "http://127.0.0.1:{port}?@8.8.8.8/", "http://exa_mple..com:{port}/",
+    "http://ｌｏｃａｌｈｏｓｔ:{port}/", "http://127。0。0。1:{port}/",
+]
+
+
+@pytest.fixture
+def listener():
+    """A real loopback TCP listener that counts the connections it accepts."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    server.settimeout(0.1)
+    state = {"connections": 0, "stop": False}
+
+    def accept():
+        while not state["stop"]:
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            state["connections"] += 1
+            conn.close()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    state["port"] = server.getsockname()[1]
+    yield state
+    state["stop"] = True
+    thread.join(2)
+    server.close()
+
+
+def test_the_table_is_large_and_distinct():
+    assert len(set(HOSTILE)) == len(HOSTILE) >= 60
+
+
+@POLICY_ON
+@pytest.mark.parametrize("template", HOSTILE)
+def test_hostile_url_is_refused_at_send_and_nothing_connects(template, listener):
+    url = template.format(port=listener["port"])
+    backend = WebhookBackend(options=WebhookBackend.validate_options({"signing_secret": generate_secret()}))
+    message = OutboundMessage(delivery_id=str(uuid.uuid4()), kind="webhook", address=url,
+                              content={"payload": {}}, metadata={})
+    with backend:
+        ((_, outcome),) = list(backend.send_many([message]))
+    assert isinstance(outcome, PermanentChannelError), outcome
+    assert outcome.code in ("blocked_url", "invalid_url"), outcome.detail
+    assert listener["connections"] == 0
+
+
+@POLICY_ON
+@pytest.mark.parametrize("template", HOSTILE)
+def test_hostile_url_is_refused_by_the_policy(template):
+    with pytest.raises(BlockedURLError):
+        check_outbound_url(template.format(port=8899), resolve=False)
+
+
+@pytest.mark.django_db
+@POLICY_ON
+@pytest.mark.parametrize("template", HOSTILE)
+def test_hostile_url_is_refused_on_save_as_channel_option(api, template):
+    response = api.post("/api/v1/channels", data=json.dumps({
+        "name": "hook", "kind": "webhook", "backend": "webhook",
+        "options": {"url": template.format(port=8899)}, "secrets": {"signing_secret": generate_secret()},
+    }), content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert "url" in response.json().get("options", {}), response.json()
+
+
+@pytest.mark.django_db
+@POLICY_ON
+@pytest.mark.parametrize("app", ["", "webhook", "some-account"])
+@pytest.mark.parametrize("template", HOSTILE)
+def test_hostile_url_is_refused_on_save_as_contact_point(api, template, app):
+    person = factories.recipient(email=None)
+    response = api.post(f"/api/v1/recipients/{person.external_id}/contact-points", data=json.dumps(
+        {"kind": "webhook", "app": app, "address": template.format(port=8899)}), content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert "address" in response.json(), response.json()
+
+
+# --- addresses ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("address", ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946", "::ffff:93.184.216.34",
+                                     "64:ff9b::5db8:d822", "2002:5db8:d822::1"])
+def test_public_addresses_pass(address):
+    assert address_refusal(address) is None
+
+
+# --- DNS rebinding -----------------------------------------------------------------------------
+class RebindingResolver:
+    """A DNS server that answers each question from its list in turn, then repeats the last."""
+
+    def __init__(self, *answers: list[str]):
+        self.answers, self.calls = list(answers), 0
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        answer = self.answers[min(self.calls, len(self.answers) - 1)]
+        self.calls += 1
+        return answer
+
+
+@POLICY_ON
+def test_rebinding_is_resolved_once_and_every_answer_checked(listener):
+    resolver = RebindingResolver(["127.0.0.1"], ["93.184.216.34"])
+    backend = WebhookBackend(options=WebhookBackend.validate_options({"signing_secret": generate_secret()}),
+                             resolver=resolver)
+    message = OutboundMessage(delivery_id="d1", kind="webhook", address=f"http://rebind.test:{listener['port']}/",
+                              content={"payload": {}}, metadata={})
+    with backend:
+        ((_, outcome),) = list(backend.send_many([message]))
+    assert isinstance(outcome, PermanentChannelError) and outcome.code == "blocked_url"
+    assert resolver.calls == 1 and listener["connections"] == 0
+    # a public answer followed by a private one: the one checked answer is what is used
+    resolver = RebindingResolver(["93.184.216.34"], ["127.0.0.1"])
+    assert resolve_checked("rebind.test", 80, resolver=resolver) == ["93.184.216.34"]
+    assert resolver.calls == 1
+    with pytest.raises(BlockedURLError):  # one private address among public ones is enough
+        resolve_checked("mixed.test", 80, resolver=RebindingResolver(["93.184.216.34", "10.0.0.1"]))
+
+
+@override_settings(NOTIFYHUB_OUTBOUND_ALLOWED_HOSTS=["rebind.test"], NOTIFYHUB_OUTBOUND_ALLOW_PRIVATE=False)
+def test_connection_goes_to_the_first_answer_with_the_host_name_kept(httpserver):
+    """Pinning shown with an allow-listed name (so loopback answers are accepted): the
+    request reaches the address of the first answer, with ``Host: rebind.test``, although
+    every later answer points elsewhere."""
+    seen = []
+
+    def handler(request):
+        seen.append(request.headers["Host"])
+        return Response("", status=204)
+
+    httpserver.expect_request("/hook").respond_with_handler(handler)
+    resolver = RebindingResolver(["127.0.0.1"], ["127.0.0.2"])
+    backend = WebhookBackend(options=WebhookBackend.validate_options({"signing_secret": generate_secret()}),
+                             resolver=resolver)
+    message = OutboundMessage(delivery_id="d1", kind="webhook", address=f"http://rebind.test:{httpserver.port}/hook",
+                              content={"payload": {}}, metadata={})
+    with backend:
+        ((_, outcome),) = list(backend.send_many([message]))
+    assert isinstance(outcome, SendResult), outcome
+    assert seen == [f"rebind.test:{httpserver.port}"]
+    assert resolver.calls == 1
+
+
+# --- Apprise -----------------------------------------------------------------------------------
+APPRISE_HOSTILE = [
+    "zulip://bot@127.0.0.1/abcdefghijklmnopqrstuvwxyz123456", "zulip://bot@10.0.0.1/abcdefghijklmnopqrstuvwxyz123456",
+    "json://127.0.0.1:8899/", "json://user:pw@169.254.169.254/", "jsons://[::ffff:127.0.0.1]/", "xml://0x7f.1/",
+    "form://2130706433/", "ntfy://127.0.0.1/topic", "gotify://10.1.2.3/token", "mailto://user:pw@127.0.0.1",
+    "acs://me@example.com/c2VjcmV0a2V5c2VjcmV0a2V5/internal.corp.local",
+]
+
+
+@POLICY_ON
+@pytest.mark.parametrize("url", APPRISE_HOSTILE)
+def test_apprise_targets_are_checked_on_save_and_send(url):
+    with pytest.raises((ValueError, BlockedURLError)):
+        services(url, resolve=False) if not url.startswith("acs://") else services(url, resolve=True)
+    backend = AppriseBackend(options={"urls": url, "timeout": 1})
+    message = OutboundMessage(delivery_id="d1", kind="chat", address="", content={"text": "hi"}, metadata={})
+    ((_, outcome),) = list(backend.send_many([message]))
+    assert isinstance(outcome, (PermanentChannelError, TransientChannelError))
+    assert outcome.code in ("blocked_url", "invalid_url", "dns_failure"), outcome.detail
+
+
+@POLICY_ON
+@pytest.mark.parametrize("url", ["tgram://123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/12345",
+                                 "discord://4174216298/JHMHI8qBe7bk2ZwO5U711o3dV_js",
+                                 "slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ",
+                                 "zulip://bot@apprise.zulipchat.com/abcdefghijklmnopqrstuvwxyz123456"])
+def test_apprise_fixed_provider_hosts_save(url):
+    assert len(services(url, resolve=False)) == 1
+
+
+def test_apprise_logs_no_token(caplog):
+    with caplog.at_level(logging.DEBUG):
+        with pytest.raises(ValueError):
+            services("bogus://TOKENSECRET1234/", resolve=False)
+        assert not AppriseBackend.Options(data={"urls": "json://user:P4SSW0RD@[bad/"}).is_valid()
+    assert "TOKENSECRET1234" not in caplog.text and "P4SSW0RD" not in caplog.text
+    assert "bogus://" in caplog.text  # the record is kept, the URL masked
+
+
+# --- finding 11 ----------------------------------------------------------------------------------
+def test_crlf_subject_fails_permanently_at_once(smtp_peer):
+    peer = smtp_peer()
+    backend = SmtpBackend(options=SmtpBackend.validate_options({
+        "host": "127.0.0.1", "port": peer.port, "security": "none", "from_email": "hub@example.com"}))
+    message = OutboundMessage(delivery_id="d1", kind="email", address="ada@example.com",
+                              content={"subject": "Hello\r\nBcc: victim@example.com", "text": "hi"}, metadata={})
+    with backend:
+        ((_, outcome),) = list(backend.send_many([message]))
+    assert isinstance(outcome, PermanentChannelError) and outcome.code == "bad_header"
+    assert peer.envelopes == []
