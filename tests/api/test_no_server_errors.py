@@ -169,3 +169,23 @@ def test_concurrent_recipient_puts_and_contact_point_adds_all_succeed():
     assert Recipient.objects.filter(external_id="shared").count() == 1
     assert ContactPoint.objects.filter(recipient__external_id="shared").count() == 1
     assert ContactPoint.objects.filter(recipient__external_id="owner").count() == 1
+
+
+@pytest.mark.parametrize("app", ["", "no-such-account"])
+def test_contact_point_url_is_checked_whatever_the_app(api, app):
+    factories.recipient(external_id="owner", email=None)
+    response = send_json(api, "post", "/api/v1/recipients/owner/contact-points",
+                         {"kind": "webhook", "address": "http://10.0.0.1:8899/x", "app": app})
+    assert response.status_code == 400, response.content
+    assert "address" in response.json()
+    assert not ContactPoint.objects.filter(recipient__external_id="owner").exists()
+
+
+def test_contact_point_app_naming_an_account_uses_its_backend_check(api):
+    factories.recipient(external_id="owner", email=None)
+    factories.webhook_channel("https://hooks.example.com/in", name="hooks")
+    bad = send_json(api, "post", "/api/v1/recipients/owner/contact-points",
+                    {"kind": "webhook", "address": "http://10.0.0.1/x", "app": "hooks"})
+    good = send_json(api, "post", "/api/v1/recipients/owner/contact-points",
+                     {"kind": "webhook", "address": "https://hooks.example.com/mine", "app": "hooks"})
+    assert bad.status_code == 400 and good.status_code == 201, (bad.content, good.content)
