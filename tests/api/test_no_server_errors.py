@@ -189,3 +189,21 @@ def test_contact_point_app_naming_an_account_uses_its_backend_check(api):
     good = send_json(api, "post", "/api/v1/recipients/owner/contact-points",
                      {"kind": "webhook", "address": "https://hooks.example.com/mine", "app": "hooks"})
     assert bad.status_code == 400 and good.status_code == 201, (bad.content, good.content)
+
+
+@pytest.mark.parametrize("url,where", [
+    ("/api/v1/messages?template=%00", "template"), ("/api/v1/messages?recipient=a%00b", "recipient"),
+    ("/api/v1/messages?status=%00", "status"), ("/api/v1/recipients?search=%00", "search"),
+    ("/api/v1/recipients/%00", "path"), ("/api/v1/recipients/%00/preferences", "path"),
+    ("/api/v1/recipients/%00/contact-points", "path"), ("/api/v1/templates/%00", "path"),
+    ("/api/v1/categories/%00", "path"), ("/api/v1/channels/a%00", "path"),
+    ("/api/v1/messages/00000000-0000-0000-0000-000000000000/deliveries?reason=%00", "reason"),
+])
+def test_nul_in_the_path_or_a_query_parameter_is_a_400_naming_it(api, url, where):
+    response = api.get(url)
+    assert response.status_code == 400, response.content
+    assert where in response.json()
+
+
+def test_nul_in_a_callback_account_name_is_a_404(client):
+    assert client.post("/hooks/channels/a%00b/", data=b"{}", content_type="application/json").status_code == 404
