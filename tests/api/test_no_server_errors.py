@@ -207,3 +207,26 @@ def test_nul_in_the_path_or_a_query_parameter_is_a_400_naming_it(api, url, where
 
 def test_nul_in_a_callback_account_name_is_a_404(client):
     assert client.post("/hooks/channels/a%00b/", data=b"{}", content_type="application/json").status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_sends_updating_overlapping_recipients_in_opposite_orders_all_succeed():
+    from rest_framework.test import APIClient
+
+    factories.inapp_channel()
+    template = factories.template()
+    _, key = factories.api_key()
+    people = [f"p-{i}" for i in range(30)]
+    for external_id in people:
+        factories.recipient(external_id=external_id)
+
+    def send(index):
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+        order = people if index % 2 else people[::-1]
+        to = [{"external_id": eid, "name": f"name {index}"} for eid in order]
+        return send_json(client, "post", "/api/v1/messages",
+                         {"template": template.key, "to": to, "context": {"name": "a", "code": "b"}}).status_code
+
+    assert _in_parallel(8, send) == [202] * 8
+    assert Recipient.objects.filter(external_id__in=people).count() == 30
