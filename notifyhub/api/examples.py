@@ -21,7 +21,8 @@ MESSAGE = {
     "channels": ["email", "inapp"], "send_at": None, "recipient_count": 2, "idempotency_key": "order-1001",
     "created_at": "2026-11-28T08:00:00Z", "completed_at": None,
 }
-SEND_ACCEPTED = {**MESSAGE, "deliveries": [DELIVERY]}
+_DELIVERIES_URL = f"https://notify.example.com/api/v1/messages/{_MSG_ID}/deliveries"
+SEND_ACCEPTED = {**MESSAGE, "deliveries": [DELIVERY], "deliveries_more": False, "deliveries_url": _DELIVERIES_URL}
 SEND_ERRORS = {
     "template": ["Object with key=welcom does not exist."],
     "to": {"1": ["Unknown recipient 'user-9'; send an object with contact details to create it."]},
@@ -39,6 +40,11 @@ MESSAGE_DETAIL = {
             {"at": "2026-11-28T08:00:01Z", "status": "sent", "detail": "attempt 1: sent"},
         ],
     }],
+    "deliveries_more": False, "deliveries_url": _DELIVERIES_URL,
+}
+DELIVERY_PAGE = {
+    "next": f"{_DELIVERIES_URL}?cursor=cD0yMDI2LTExLTI4KzA4JTNBMDAlM0EwMC4wMDAwMDAlMkIwMCUzQTAw",
+    "previous": None, "results": MESSAGE_DETAIL["deliveries"],
 }
 CANCEL_RESULT = {"cancelled": 3, "message": {**MESSAGE, "status": "cancelled"}}
 RECIPIENT = {

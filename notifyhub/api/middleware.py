@@ -33,6 +33,19 @@ def _drain(request, length: int) -> None:
         pass
 
 
+NUL_MESSAGE = "Contains a NUL character (\\u0000), which cannot be stored or looked up."
+
+
+def _nul_refusal(request) -> JsonResponse | None:
+    """A NUL in the path or a query parameter reaches PostgreSQL as a string literal it refuses
+    (a 500 on any lookup); answer 400 naming where it is instead."""
+    if "\x00" in request.path_info:
+        return JsonResponse({"path": [NUL_MESSAGE]}, status=400)
+    errors = {key.replace("\x00", "\\u0000"): [NUL_MESSAGE] for key, values in request.GET.lists()
+              if "\x00" in key or any("\x00" in value for value in values)}
+    return JsonResponse(errors, status=400) if errors else None
+
+
 def _phrase(status: int) -> str:
     if status == 404:
         return "Not found."
@@ -59,6 +72,9 @@ class BodySizeLimitMiddleware:
             return JsonResponse(
                 {"body": [f"The request body is {length} bytes; the limit is {limit} bytes."]}, status=413
             )
+        refusal = _nul_refusal(request)
+        if refusal is not None:
+            return refusal
         response = self.get_response(request)
         if response.status_code >= 400 and not response.get("Content-Type", "").startswith("application/json"):
             replacement = _json_error(response.status_code, _phrase(response.status_code))

@@ -169,3 +169,64 @@ def test_concurrent_recipient_puts_and_contact_point_adds_all_succeed():
     assert Recipient.objects.filter(external_id="shared").count() == 1
     assert ContactPoint.objects.filter(recipient__external_id="shared").count() == 1
     assert ContactPoint.objects.filter(recipient__external_id="owner").count() == 1
+
+
+@pytest.mark.parametrize("app", ["", "no-such-account"])
+def test_contact_point_url_is_checked_whatever_the_app(api, app):
+    factories.recipient(external_id="owner", email=None)
+    response = send_json(api, "post", "/api/v1/recipients/owner/contact-points",
+                         {"kind": "webhook", "address": "http://10.0.0.1:8899/x", "app": app})
+    assert response.status_code == 400, response.content
+    assert "address" in response.json()
+    assert not ContactPoint.objects.filter(recipient__external_id="owner").exists()
+
+
+def test_contact_point_app_naming_an_account_uses_its_backend_check(api):
+    factories.recipient(external_id="owner", email=None)
+    factories.webhook_channel("https://hooks.example.com/in", name="hooks")
+    bad = send_json(api, "post", "/api/v1/recipients/owner/contact-points",
+                    {"kind": "webhook", "address": "http://10.0.0.1/x", "app": "hooks"})
+    good = send_json(api, "post", "/api/v1/recipients/owner/contact-points",
+                     {"kind": "webhook", "address": "https://hooks.example.com/mine", "app": "hooks"})
+    assert bad.status_code == 400 and good.status_code == 201, (bad.content, good.content)
+
+
+@pytest.mark.parametrize("url,where", [
+    ("/api/v1/messages?template=%00", "template"), ("/api/v1/messages?recipient=a%00b", "recipient"),
+    ("/api/v1/messages?status=%00", "status"), ("/api/v1/recipients?search=%00", "search"),
+    ("/api/v1/recipients/%00", "path"), ("/api/v1/recipients/%00/preferences", "path"),
+    ("/api/v1/recipients/%00/contact-points", "path"), ("/api/v1/templates/%00", "path"),
+    ("/api/v1/categories/%00", "path"), ("/api/v1/channels/a%00", "path"),
+    ("/api/v1/messages/00000000-0000-0000-0000-000000000000/deliveries?reason=%00", "reason"),
+])
+def test_nul_in_the_path_or_a_query_parameter_is_a_400_naming_it(api, url, where):
+    response = api.get(url)
+    assert response.status_code == 400, response.content
+    assert where in response.json()
+
+
+def test_nul_in_a_callback_account_name_is_a_404(client):
+    assert client.post("/hooks/channels/a%00b/", data=b"{}", content_type="application/json").status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_sends_updating_overlapping_recipients_in_opposite_orders_all_succeed():
+    from rest_framework.test import APIClient
+
+    factories.inapp_channel()
+    template = factories.template()
+    _, key = factories.api_key()
+    people = [f"p-{i}" for i in range(30)]
+    for external_id in people:
+        factories.recipient(external_id=external_id)
+
+    def send(index):
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+        order = people if index % 2 else people[::-1]
+        to = [{"external_id": eid, "name": f"name {index}"} for eid in order]
+        return send_json(client, "post", "/api/v1/messages",
+                         {"template": template.key, "to": to, "context": {"name": "a", "code": "b"}}).status_code
+
+    assert _in_parallel(8, send) == [202] * 8
+    assert Recipient.objects.filter(external_id__in=people).count() == 30

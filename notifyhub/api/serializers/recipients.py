@@ -142,15 +142,30 @@ class ContactPointCreateSerializer(RefuseUnknownFieldsMixin, serializers.Seriali
         if kind == ChannelKind.PUSH and app not in platforms:
             raise serializers.ValidationError(
                 {"app": [f"Push tokens need the platform: one of {', '.join(platforms)}."]})
-        backend = all_backends().get(app)
-        if backend is None or backend.kind != kind:  # a blank or account-name app: the kind's own
-            backend = all_backends().get(kind)  # backend still checks the address (webhook URLs)
-        if backend is not None and backend.kind == kind:
+        backend = _address_backend(kind=kind, app=app)
+        if backend is not None:
             try:
                 attrs["address"] = backend.validate_address(attrs["address"])
             except InvalidAddressError as exc:
                 raise serializers.ValidationError({"address": [str(exc)]}) from None
         return attrs
+
+
+def _address_backend(*, kind: str, app: str):
+    """The backend that checks an address: the one ``app`` names (a backend, or an account of
+    the kind), else the kind's only backend — so a blank ``app`` never skips the check."""
+    from channels_app.models import ChannelConfig
+    from channels_app.registry import all_backends
+
+    backends = all_backends()
+    if app and app in backends and backends[app].kind == kind:
+        return backends[app]
+    if app:
+        account = ChannelConfig.objects.filter(name=app, kind=kind).only("backend").first()
+        if account is not None and account.backend in backends:
+            return backends[account.backend]
+    of_kind = [cls for cls in backends.values() if cls.kind == kind]
+    return of_kind[0] if len(of_kind) == 1 else None
 
 
 class RecipientSerializer(serializers.ModelSerializer):

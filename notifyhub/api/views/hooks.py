@@ -57,6 +57,8 @@ def _callback_request(request) -> CallbackRequest:
 @csrf_exempt
 @require_POST
 def channel_callback(request, name: str):
+    if "\x00" in name:  # PostgreSQL refuses NUL in a string literal: no account has such a name
+        raise Http404("No such channel account.")
     refusal = _json_body_refusal(request)
     if refusal is not None:
         return refusal

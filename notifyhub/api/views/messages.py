@@ -169,6 +169,7 @@ class MessageDeliveriesView(generics.ListAPIView):
                              description="Filter by channel kind."),
             OpenApiParameter("reason", OpenApiTypes.STR, description="Filter by reason (e.g. opted_out)."),
         ],
+        examples=[OpenApiExample("Deliveries", value=examples.DELIVERY_PAGE, response_only=True)],
     )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
