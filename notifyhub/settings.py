@@ -177,6 +177,9 @@ NOTIFYHUB_MAX_RECIPIENTS_PER_REQUEST = env.int("NOTIFYHUB_MAX_RECIPIENTS_PER_REQ
 NOTIFYHUB_MAX_BODY_BYTES = env.int("NOTIFYHUB_MAX_BODY_BYTES", default=512 * 1024)
 NOTIFYHUB_HTTP_TIMEOUT_SECONDS = env.float("NOTIFYHUB_HTTP_TIMEOUT_SECONDS", default=10.0)
 NOTIFYHUB_HTTP_CONCURRENCY = env.int("NOTIFYHUB_HTTP_CONCURRENCY", default=16)
+# Bounds of one template render (all parts of one channel): wall time and characters written.
+NOTIFYHUB_TEMPLATE_RENDER_SECONDS = env.float("NOTIFYHUB_TEMPLATE_RENDER_SECONDS", default=0.5)
+NOTIFYHUB_TEMPLATE_MAX_OUTPUT = env.int("NOTIFYHUB_TEMPLATE_MAX_OUTPUT", default=256 * 1024)
 # Outgoing URLs (webhooks, providers) may not point into private networks unless allowed here.
 #: The public base URL of this hub (e.g. https://notify.example.com): provider callbacks are
 #: addressed to it. Blank: callbacks are not requested from providers.
