@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "axes",
     "channels_app",
     "preferences",
     "notifyhub.clients",
@@ -66,6 +67,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: answers 429 to a locked-out admin login
 ]
 
 ROOT_URLCONF = "notifyhub.urls"
@@ -197,8 +199,20 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = NOTIFYHUB_MAX_BODY_BYTES
 
 # --- API --------------------------------------------------------------------------------------
 API_KEY_CUSTOM_HEADER = "HTTP_AUTHORIZATION"
+# Throttles (notifyhub.api.throttling), counted in the shared cache: "<count>/<period>" with the
+# period s, min, h or d (optionally a multiple, "10/5s"); blank for no limit.
+NOTIFYHUB_THROTTLE_RATES = {
+    "address": env.str("NOTIFYHUB_THROTTLE_ADDRESS", default="3000/min"),
+    "auth_failure": env.str("NOTIFYHUB_THROTTLE_AUTH_FAILURE", default="30/min"),
+    "send": env.str("NOTIFYHUB_THROTTLE_SEND", default="1200/min"),
+    "read": env.str("NOTIFYHUB_THROTTLE_READ", default="3000/min"),
+    "manage": env.str("NOTIFYHUB_THROTTLE_MANAGE", default="600/min"),
+}
+# How many reverse proxies in front of the hub append to X-Forwarded-For (0: use the peer address).
+NOTIFYHUB_TRUSTED_PROXIES = env.int("NOTIFYHUB_TRUSTED_PROXIES", default=0)
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["notifyhub.api.auth.ApiKeyAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["notifyhub.api.throttling.ThrottledApiKeyAuthentication"],
+    "DEFAULT_THROTTLE_CLASSES": ["notifyhub.api.throttling.ApiKeyScopeThrottle"],
     "DEFAULT_PERMISSION_CLASSES": ["notifyhub.api.auth.HasScope"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
@@ -229,6 +243,18 @@ SPECTACULAR_SETTINGS = {
         "MessageStatusEnum": "notifyhub.messaging.models.MessageStatus",
     },
 }
+
+# --- Admin login lockout (django-axes) ----------------------------------------------------------
+# Failed admin logins are counted per user name and address in the shared cache; at the limit
+# the pair is locked out (429) for the cool-off time. A successful login resets the count.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_FAILURE_LIMIT = env.int("NOTIFYHUB_ADMIN_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("NOTIFYHUB_ADMIN_LOCKOUT_MINUTES", default=15.0) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "notifyhub.api.throttling.client_address"
+AXES_VERBOSE = False
 
 # --- The rest of Django -----------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
