@@ -25,7 +25,7 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(VENV)/.installed
 	touch $@
 
 .env:
-	$(BIN)/python scripts/make_env.py > .env
+	$(BIN)/python scripts/make_env.py .env
 
 ## run: set up (venv, .env, database, demo data) and run web + worker + scheduler in the foreground.
 run: $(VENV)/.installed .env

@@ -1,7 +1,8 @@
 """Encryption at rest for provider secrets (Fernet, keys from ``NOTIFYHUB_SECRETS_KEY``).
 
 Several comma-separated keys may be given: the first encrypts, all decrypt, so keys can be
-rotated: ``rotate()`` re-encrypts a token with the first key (docs/maintenance.md shows how).
+rotated: ``rotate()`` re-encrypts a token with the first key, and ``manage.py rotate_secrets``
+does it for every stored secret (docs/security.md).
 """
 import json
 from functools import cache
@@ -48,6 +49,17 @@ def decrypt_secrets(token: str) -> dict:
 
 def rotate(token: str) -> str:
     return fernet().rotate(token.encode()).decode() if token else ""
+
+
+def is_current(token: str) -> bool:
+    """True if ``token`` is readable with the newest key alone (nothing to rotate)."""
+    if not token:
+        return True
+    try:
+        _fernet(tuple(settings.NOTIFYHUB_SECRETS_KEYS[:1])).decrypt(token.encode())
+    except InvalidToken:
+        return False
+    return True
 
 
 def mask(value: str) -> str:

@@ -32,9 +32,19 @@ SECRET_KEY = _required("SECRET_KEY")
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
-SECURE_PROXY_SSL_HEADER = (
-    ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
-)
+# Behind a reverse proxy that terminates TLS (nginx, a load balancer, an ingress): trust its
+# X-Forwarded-Proto, redirect plain HTTP to HTTPS (health probes excepted), send HSTS and keep
+# the session and CSRF cookies to HTTPS. With it on, `manage.py check --deploy` is clean.
+NOTIFYHUB_BEHIND_TLS_PROXY = env.bool("NOTIFYHUB_BEHIND_TLS_PROXY", default=env.bool("BEHIND_TLS_PROXY", default=False))
+if NOTIFYHUB_BEHIND_TLS_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("NOTIFYHUB_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("NOTIFYHUB_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("NOTIFYHUB_HSTS_PRELOAD", default=True)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -49,6 +59,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "axes",
     "channels_app",
     "preferences",
     "notifyhub.clients",
@@ -58,6 +69,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "notifyhub.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "notifyhub.api.middleware.BodySizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -66,6 +78,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: answers 429 to a locked-out admin login
 ]
 
 ROOT_URLCONF = "notifyhub.urls"
@@ -90,7 +103,21 @@ TEMPLATES = [
 DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'notifyhub.sqlite3'}"),
 }
+
+
+def _private_file(path: str) -> None:
+    """Create the SQLite file (and its folder) readable by the owner only, before SQLite does
+    with the process umask; SQLite gives its -wal and -shm files the database file's mode."""
+    if not path or path == ":memory:":
+        return
+    Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    if os.stat(path).st_mode & 0o077:
+        os.chmod(path, 0o600)
+
+
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    _private_file(str(DATABASES["default"]["NAME"]))
     # Web, worker and scheduler share one file: WAL and immediate transactions avoid
     # "database is locked" under concurrent writers.
     DATABASES["default"]["OPTIONS"] = {
@@ -188,6 +215,9 @@ NOTIFYHUB_MAX_RECIPIENTS_PER_REQUEST = env.int("NOTIFYHUB_MAX_RECIPIENTS_PER_REQ
 NOTIFYHUB_MAX_BODY_BYTES = env.int("NOTIFYHUB_MAX_BODY_BYTES", default=512 * 1024)
 NOTIFYHUB_HTTP_TIMEOUT_SECONDS = env.float("NOTIFYHUB_HTTP_TIMEOUT_SECONDS", default=10.0)
 NOTIFYHUB_HTTP_CONCURRENCY = env.int("NOTIFYHUB_HTTP_CONCURRENCY", default=16)
+# Bounds of one template render (all parts of one channel): wall time and characters written.
+NOTIFYHUB_TEMPLATE_RENDER_SECONDS = env.float("NOTIFYHUB_TEMPLATE_RENDER_SECONDS", default=0.5)
+NOTIFYHUB_TEMPLATE_MAX_OUTPUT = env.int("NOTIFYHUB_TEMPLATE_MAX_OUTPUT", default=256 * 1024)
 # Outgoing URLs (webhooks, providers) may not point into private networks unless allowed here.
 #: The public base URL of this hub (e.g. https://notify.example.com): provider callbacks are
 #: addressed to it. Blank: callbacks are not requested from providers.
@@ -205,8 +235,20 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = NOTIFYHUB_MAX_BODY_BYTES
 
 # --- API --------------------------------------------------------------------------------------
 API_KEY_CUSTOM_HEADER = "HTTP_AUTHORIZATION"
+# Throttles (notifyhub.api.throttling), counted in the shared cache: "<count>/<period>" with the
+# period s, min, h or d (optionally a multiple, "10/5s"); blank for no limit.
+NOTIFYHUB_THROTTLE_RATES = {
+    "address": env.str("NOTIFYHUB_THROTTLE_ADDRESS", default="3000/min"),
+    "auth_failure": env.str("NOTIFYHUB_THROTTLE_AUTH_FAILURE", default="30/min"),
+    "send": env.str("NOTIFYHUB_THROTTLE_SEND", default="1200/min"),
+    "read": env.str("NOTIFYHUB_THROTTLE_READ", default="3000/min"),
+    "manage": env.str("NOTIFYHUB_THROTTLE_MANAGE", default="600/min"),
+}
+# How many reverse proxies in front of the hub append to X-Forwarded-For (0: use the peer address).
+NOTIFYHUB_TRUSTED_PROXIES = env.int("NOTIFYHUB_TRUSTED_PROXIES", default=0)
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["notifyhub.api.auth.ApiKeyAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["notifyhub.api.throttling.ThrottledApiKeyAuthentication"],
+    "DEFAULT_THROTTLE_CLASSES": ["notifyhub.api.throttling.ApiKeyScopeThrottle"],
     "DEFAULT_PERMISSION_CLASSES": ["notifyhub.api.auth.HasScope"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
@@ -229,6 +271,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_AUTHENTICATION": [],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # No badge image from validator.swagger.io: the docs load nothing from other hosts.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
@@ -237,6 +281,18 @@ SPECTACULAR_SETTINGS = {
         "MessageStatusEnum": "notifyhub.messaging.models.MessageStatus",
     },
 }
+
+# --- Admin login lockout (django-axes) ----------------------------------------------------------
+# Failed admin logins are counted per user name and address in the shared cache; at the limit
+# the pair is locked out (429) for the cool-off time. A successful login resets the count.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_FAILURE_LIMIT = env.int("NOTIFYHUB_ADMIN_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("NOTIFYHUB_ADMIN_LOCKOUT_MINUTES", default=15.0) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "notifyhub.api.throttling.client_address"
+AXES_VERBOSE = False
 
 # --- The rest of Django -----------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -262,7 +318,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Paths and query strings may carry callback tokens (notifyhub.log_redaction).
+    "filters": {"redact_secrets": {"()": "notifyhub.log_redaction.RedactSecretsFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
+                             "filters": ["redact_secrets"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
 

@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("hooks/channels/<str:name>/", channel_callback, name="channel-callback"),
+    path("hooks/channels/<str:name>/<str:token>/", channel_callback, name="channel-callback-token"),
     path("hooks/anymail/", include((anymail_patterns(), "anymail"))),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),

@@ -188,5 +188,5 @@ def test_tracking_webhooks_are_refused_without_a_webhook_secret(api, client, ema
     assert Delivery.objects.get(pk=delivery.pk).status == "sent"
 
 
-def test_callback_for_unknown_account_is_404(client):
-    assert client.post("/hooks/channels/nope/", data={}).status_code == 404
+def test_callback_for_unknown_account_is_403_like_a_bad_signature(client):
+    assert client.post("/hooks/channels/nope/", data={}).status_code == 403

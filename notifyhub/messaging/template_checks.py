@@ -3,13 +3,16 @@ from django.core.exceptions import ValidationError
 
 from channels_app.content import content_problems
 from channels_app.kinds import ChannelKind
-from notifyhub.messaging.rendering import RenderError, variables_used
+from notifyhub.messaging.rendering import RenderError, recipient_context, render_trial, variables_used
 
 ALWAYS_AVAILABLE = frozenset({"recipient"})
 
 
-def template_content_check(*, content: dict, translations: dict, variables: list) -> None:
-    """Known channel kinds, valid syntax, and no variable used that is not declared."""
+def template_content_check(*, content: dict, translations: dict, variables: list,
+                           sample_context: dict | None = None) -> None:
+    """Known channel kinds, valid syntax, no variable used that is not declared, and no part
+    that fails whatever the context (a trial render with the sample context, within the
+    template bounds)."""
     errors: dict[str, list[str]] = {}
     if not isinstance(content, dict):
         raise ValidationError({"content": ["Expected an object keyed by channel kind."]})
@@ -31,14 +34,24 @@ def template_content_check(*, content: dict, translations: dict, variables: list
                 errors.setdefault(field.split(".")[0], []).append(f"{field}.{kind}: {problem}.")
             try:
                 undeclared = variables_used(parts) - set(variables or []) - ALWAYS_AVAILABLE
-            except RenderError as exc:
-                errors.setdefault(field.split(".")[0], []).append(f"{field}.{kind}: {exc}")
+            except RenderError as exc:  # the message starts with the part's name
+                errors.setdefault(field.split(".")[0], []).append(f"{field}.{kind}.{exc}")
                 continue
             if undeclared:
                 errors.setdefault("variables", []).append(
                     f"{field}.{kind} uses undeclared variables: {', '.join(sorted(undeclared))}.")
+                continue
+            try:
+                render_trial(parts, _trial_context(sample_context))
+            except RenderError as exc:
+                errors.setdefault(field.split(".")[0], []).append(f"{field}.{kind}.{exc}")
     if errors:
         raise ValidationError(errors)
+
+
+def _trial_context(sample_context) -> dict:
+    sample = sample_context if isinstance(sample_context, dict) else {}
+    return {**sample, "recipient": recipient_context(external_id="preview", name="", locale="", data={})}
 
 
 def template_routing_check(*, routing: str, fallback_chain: list, content: dict) -> None:

@@ -1,14 +1,22 @@
-"""Provider callbacks: ``POST /hooks/channels/<account name>/``.
+"""Provider callbacks: ``POST /hooks/channels/<account name>/`` (or ``…/<callback token>/``).
 
 The provider is not an API client, so there is no API key here: the backend of the named
 account verifies the provider's own signature (or the account's callback token) and parses
-the report; anything that fails verification is answered 403 and changes nothing.
+the report; anything that fails verification is answered 403 and changes nothing. An unknown
+account, or one that takes no callbacks, answers the same 403, so account names cannot be
+probed.
+
+Aliyun and Tencent do not sign their reports: the account's callback token goes in the URL,
+best as the last path segment (``/hooks/channels/aliyun-main/<token>/``); the older
+``?token=<token>`` form still works. Both are redacted from the access log and Django's logs
+(:mod:`notifyhub.log_redaction`).
 """
+import dataclasses
 import json
 import logging
 
 from django.conf import settings
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
@@ -54,30 +62,38 @@ def _callback_request(request) -> CallbackRequest:
     )
 
 
+def _forbidden() -> HttpResponse:
+    return HttpResponse("forbidden", status=403, content_type="text/plain")
+
+
 @csrf_exempt
 @require_POST
-def channel_callback(request, name: str):
+def channel_callback(request, name: str, token: str = ""):
     if "\x00" in name:  # PostgreSQL refuses NUL in a string literal: no account has such a name
-        raise Http404("No such channel account.")
+        return _forbidden()
     refusal = _json_body_refusal(request)
     if refusal is not None:
         return refusal
     config = ChannelConfig.objects.filter(name=name).first()
     if config is None:
-        raise Http404("No such channel account.")
+        logger.warning("Refused a callback for an unknown account")
+        return _forbidden()
     try:
         backend = channel_backend_build(kind=config.kind, config=config)
     except ChannelConfigurationError as exc:
         logger.error("Callback for misconfigured account %s: %s", name, exc)
         return HttpResponse("account misconfigured", status=503, content_type="text/plain")
     callback = _callback_request(request)  # read the body before anything else touches it
+    if token:  # the path form: the backend reads the token where the query form puts it
+        callback = dataclasses.replace(callback, query={**callback.query, "token": token})
     try:
         receipts = backend.receipts(callback)
     except NotImplementedError:
-        raise Http404("This channel takes no callbacks.") from None
+        logger.warning("Refused a callback for %s, which takes none", name)
+        return _forbidden()
     except CallbackRejected as exc:
         logger.warning("Rejected callback for %s: %s", name, exc)
-        return HttpResponse("forbidden", status=403, content_type="text/plain")
+        return _forbidden()
     result = receipts_apply(source=config.backend, receipts=receipts, channel=config.kind, config_id=config.pk)
     logger.info("Callback for %s: %s", name, result)
     status, content_type, body = backend.receipt_response(receipts)
