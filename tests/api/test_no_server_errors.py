@@ -205,8 +205,8 @@ def test_nul_in_the_path_or_a_query_parameter_is_a_400_naming_it(api, url, where
     assert where in response.json()
 
 
-def test_nul_in_a_callback_account_name_is_a_404(client):
-    assert client.post("/hooks/channels/a%00b/", data=b"{}", content_type="application/json").status_code == 403  # like any unknown account
+def test_nul_in_a_callback_account_name_is_refused_like_any_unknown_account(client):
+    assert client.post("/hooks/channels/a%00b/", data=b"{}", content_type="application/json").status_code == 403
 
 
 @pytest.mark.django_db(transaction=True)
