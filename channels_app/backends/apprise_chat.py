@@ -19,9 +19,8 @@ again when it connects, so unlike the HTTP backends its connections are not pinn
 DNS server remains a (narrow) risk for hosts named in Apprise URLs.
 
 Apprise logs unparseable URLs verbatim, tokens included; :class:`RedactURLs` masks every URL in
-its log records.
+its log records (:mod:`channels_app.logredact`).
 """
-import logging
 import re
 from urllib.parse import urlsplit
 
@@ -118,20 +117,6 @@ def _fixed_https_host(url: str) -> bool:
     return bool(authority) and "{" not in authority and bool(urlsplit(url).hostname)
 
 
-class RedactURLs(logging.Filter):
-    """Masks URLs (which carry Apprise tokens and passwords) in Apprise's log records."""
-
-    URL = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]{0,19})://\S+")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        redacted = self.URL.sub(r"\1://…", message)
-        if redacted != message:
-            record.msg, record.args = redacted, None
-        return True
-
-
-logging.getLogger("apprise").addFilter(RedactURLs())
 
 
 class AppriseBackend(ChannelBackend):

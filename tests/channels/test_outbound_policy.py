@@ -257,3 +257,32 @@ def test_crlf_subject_fails_permanently_at_once(smtp_peer):
         ((_, outcome),) = list(backend.send_many([message]))
     assert isinstance(outcome, PermanentChannelError) and outcome.code == "bad_header"
     assert peer.envelopes == []
+
+
+class LeakyBackend(WebhookBackend):
+    name = "test_leaky"
+
+    def send(self, message):
+        raise RuntimeError(f"cannot post to {message.address}")
+
+
+def test_backend_logs_carry_no_credentials(caplog, httpserver):
+    """urllib3's request lines and the harness's traceback of an unexpected error are masked."""
+    httpserver.expect_request("/robot/send").respond_with_data("{}")
+    secret = {"signing_secret": generate_secret()}
+    address = httpserver.url_for("/robot/send") + "?access_token=T0KEN5ECRET"
+    leaky_address = "https://bot:PA55W0RD@hooks.example.com/x?key=K3YSECRET"
+    message = OutboundMessage(delivery_id="d1", kind="webhook", address=address, content={"payload": {}}, metadata={})
+    with caplog.at_level(logging.DEBUG):
+        with WebhookBackend(options=WebhookBackend.validate_options(secret)) as backend:
+            ((_, sent),) = list(backend.send_many([message]))
+        with LeakyBackend(options=WebhookBackend.validate_options(secret)) as backend:
+            ((_, failed),) = list(backend.send_many([message.__class__(
+                delivery_id="d2", kind="webhook", address=leaky_address, content={}, metadata={})]))
+    assert isinstance(sent, SendResult) and failed.code == "backend_error"
+    # what notifyhub's side logged (the test peer's own access log, werkzeug, is not ours)
+    logged = "\n".join(f"{r.getMessage()}\n{r.exc_text or ''}" for r in caplog.records if r.name != "werkzeug")
+    assert "/robot/send?***" in logged  # urllib3's DEBUG request line, masked
+    assert "RuntimeError" in logged and "https://***@hooks.example.com/x?***" in logged
+    for secret_text in ("T0KEN5ECRET", "PA55W0RD", "K3YSECRET"):
+        assert secret_text not in logged
