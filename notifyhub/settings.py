@@ -283,10 +283,11 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Admin login lockout (django-axes) ----------------------------------------------------------
-# Failed admin logins are counted per user name and address in the shared cache; at the limit
-# the pair is locked out (429) for the cool-off time. A successful login resets the count.
+# Failed admin logins are counted per user name and address, in Redis when REDIS_URL is set (in
+# the database otherwise: axes refuses a per-host file cache); at the limit the pair is locked
+# out (429) for the cool-off time. A successful login resets the count.
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
-AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler" if REDIS_URL else "axes.handlers.database.AxesDatabaseHandler"
 AXES_FAILURE_LIMIT = env.int("NOTIFYHUB_ADMIN_LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = env.float("NOTIFYHUB_ADMIN_LOCKOUT_MINUTES", default=15.0) / 60  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]

@@ -159,3 +159,12 @@ def test_budget_settings_apply(settings):
     settings.NOTIFYHUB_TEMPLATE_RENDER_SECONDS = 0.05
     with pytest.raises(RenderError, match="longer than 0.05 s"):
         render_parts({"text": "{% for a in range(10000) %}{% for b in range(100) %}{% endfor %}{% endfor %}"}, {})
+
+
+def test_a_render_outside_render_parts_gets_its_own_fresh_budget():
+    from notifyhub.messaging.rendering import _text_env
+
+    template = _text_env.from_string("{% for i in range(3) %}{{ i }}{% endfor %}")
+    assert template.render() == "012"
+    time.sleep(0.6)  # longer than the default budget: a stale deadline would fail the next render
+    assert template.render() == "012"

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import wraps
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, nodes
 from jinja2.filters import make_attrgetter
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from jinja2.visitor import NodeTransformer
@@ -42,6 +42,7 @@ DEFAULT_MAX_OUTPUT = 256 * 1024
 FORBIDDEN_TAGS = {nodes.Include: "include", nodes.Extends: "extends", nodes.Import: "import",
                   nodes.FromImport: "from … import"}
 _PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\d+|\*)?(?:\.(\d+|\*))?[hlL]?[diouxXeEfFgGcrsa%]")
+_HOOK_PREFIX = "_nh_"  # the filters the parser adds around loops, concatenation and output
 _SIZE_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "to_bytes"})
 _SIZE_FILTERS = frozenset({"center", "indent", "wordwrap", "truncate", "batch", "slice", "tojson", "pprint"})
 
@@ -73,9 +74,8 @@ def render_budget(*, seconds: float = DEFAULT_SECONDS, max_output: int = DEFAULT
 
 def _current() -> _Budget:
     budget = _budget.get()
-    if budget is None:  # a render outside render_budget still gets the defaults
+    if budget is None:  # only outside a render (BoundedTemplate.render always opens a budget)
         budget = _Budget(time.monotonic() + DEFAULT_SECONDS, DEFAULT_SECONDS, DEFAULT_MAX_OUTPUT)
-        _budget.set(budget)
     return budget
 
 
@@ -231,9 +231,10 @@ class _Guards(NodeTransformer):
         return super().generic_visit(node, *args, **kwargs)
 
     @staticmethod
-    def _call(attribute: str, node, *args) -> nodes.Call:
-        call = nodes.Call(nodes.EnvironmentAttribute(attribute), [node, *args], [], None, None)
-        return call.set_lineno(node.lineno)
+    def _call(hook: str, node, *args) -> nodes.Filter:
+        """``node|<internal hook>(*args)``: a filter call compiles to a direct call, without
+        the sandbox's per-call checks, which these hooks (our own code) do not need."""
+        return nodes.Filter(node, _HOOK_PREFIX + hook, list(args), [], None, None).set_lineno(node.lineno)
 
     def visit_For(self, node):
         node = self.generic_visit(node)
@@ -253,10 +254,21 @@ class _Guards(NodeTransformer):
         return node
 
 
+class BoundedTemplate(Template):
+    """A template whose render always runs inside a budget: the caller's, or a default one."""
+
+    def render(self, *args, **kwargs):
+        if _budget.get() is not None:
+            return super().render(*args, **kwargs)
+        with render_budget():
+            return super().render(*args, **kwargs)
+
+
 class BoundedSandbox(ImmutableSandboxedEnvironment):
     """The immutable sandbox with every bound above; use it like any Jinja environment."""
 
     intercepted_binops = frozenset({"**", "*", "+", "%", "//", "/"})
+    template_class = BoundedTemplate
 
     def __init__(self, **kwargs):
         super().__init__(undefined=StrictUndefined, optimized=False, **kwargs)
@@ -265,6 +277,8 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         for name, original in list(self.filters.items()):
             if name not in _CHEAP_FILTERS:
                 self.filters[name] = _guard_filter(name, original)
+        for hook in ("bounded_iter", "bounded_value", "counted"):
+            self.filters[_HOOK_PREFIX + hook] = getattr(self, hook)
 
     def _parse(self, source, name, filename):
         return _Guards().visit(super()._parse(source, name, filename))
