@@ -208,6 +208,10 @@ NOTIFYHUB_CHUNK_MAX_ATTEMPTS = env.int("NOTIFYHUB_CHUNK_MAX_ATTEMPTS", default=5
 NOTIFYHUB_EARLY_RECEIPT_HOURS = env.float("NOTIFYHUB_EARLY_RECEIPT_HOURS", default=24.0)
 # After a cancel, how long the request waits for batches already handed to a provider to finish.
 NOTIFYHUB_CANCEL_DRAIN_SECONDS = env.float("NOTIFYHUB_CANCEL_DRAIN_SECONDS", default=10.0)
+# JSON bodies nested deeper than this are refused with 400 (API and callbacks).
+NOTIFYHUB_MAX_JSON_DEPTH = env.int("NOTIFYHUB_MAX_JSON_DEPTH", default=32)
+# An oversized request body is read and dropped up to this size, so the client gets the 413 answer.
+NOTIFYHUB_MAX_DRAIN_BYTES = env.int("NOTIFYHUB_MAX_DRAIN_BYTES", default=16 * 1024 * 1024)
 NOTIFYHUB_DELIVER_BATCH_SIZE = env.int("NOTIFYHUB_DELIVER_BATCH_SIZE", default=100)
 NOTIFYHUB_DISPATCH_CHUNK_SIZE = env.int("NOTIFYHUB_DISPATCH_CHUNK_SIZE", default=1000)
 NOTIFYHUB_INLINE_DISPATCH_MAX = env.int("NOTIFYHUB_INLINE_DISPATCH_MAX", default=100)
@@ -251,7 +255,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["notifyhub.api.throttling.ApiKeyScopeThrottle"],
     "DEFAULT_PERMISSION_CLASSES": ["notifyhub.api.auth.HasScope"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["notifyhub.api.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "notifyhub.api.pagination.Pagination",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,

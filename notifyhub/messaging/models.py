@@ -222,6 +222,7 @@ class Delivery(models.Model):
             models.Index(fields=("updated_at",), name="delivery_followup", condition=~Q(followup="")),
             models.Index(fields=("provider_message_id",), name="delivery_provider_id",
                          condition=~Q(provider_message_id="")),
+            models.Index(fields=("message", "created_at", "id"), name="delivery_page_by_message"),
             models.Index(fields=("fallback_at",), name="delivery_fallback_due",
                          condition=Q(fallback_at__isnull=False)),
         ]

@@ -125,7 +125,10 @@ def _apply_error(delivery: Delivery, error: ChannelError, now, events, recorded:
             recorded.retry_soon.append((delivery, delay))  # longer waits are left to the due-time dispatcher
         return
     delivery.status = DeliveryStatus.FAILED
-    delivery.reason = "max_attempts" if transient else (error.code or "permanent_error")
+    if transient:  # a backend bug keeps its own name, so it is not mistaken for a provider outage
+        delivery.reason = "backend_error" if error.code == "backend_error" else "max_attempts"
+    else:
+        delivery.reason = error.code or "permanent_error"
     delivery.next_attempt_at = None
     delivery.followup = followup_for(delivery, dead=isinstance(error, DeadAddressError))
     events.append((delivery.id, DeliveryStatus.FAILED, f"attempt {delivery.attempts}: {delivery.reason}: "
