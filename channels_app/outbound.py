@@ -9,15 +9,29 @@ URL keeps its host name, so the ``Host`` header, TLS SNI and certificate verific
 for the name, not the address. Every connection the backends open (redirects are never
 followed; a reconnect of a pooled connection resolves and checks again) goes through here.
 
+Libraries that make their own ``requests`` calls (Apprise: ``requests.post(...)`` in each plugin,
+on a fresh session each time) cannot be given an adapter. For them, :func:`pinned_hosts` pins
+host names to checked addresses for the duration of a block: urllib3's ``create_connection``
+(what every ``requests`` connection opens its socket with) is wrapped once, at import, and
+consults the pins only while a block is active, connecting to the pinned address (the URL keeps
+the name, as above) and refusing any host that was not pinned. The pins live in a context
+variable, not a thread-local, because Apprise runs each service in its worker threads with a
+copy of the caller's context (``submit_with_context``); threads outside a block, and
+connections not made through urllib3 (Apprise's SMTP for ``mailto://``), are unaffected.
+
 ``NOTIFYHUB_CA_BUNDLE`` (a PEM file) replaces the default trust store of both clients, for
 companies whose egress goes through a TLS-inspecting proxy.
 """
 import ssl
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import partial
 
 import httpcore
 import httpx
 import requests
+import urllib3.util.connection
 from django.conf import settings
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -126,3 +140,39 @@ class PinnedTransport(httpx.HTTPTransport):
 
 
 pinned_http2_transport = partial(PinnedTransport, http1=False, http2=True)
+
+
+# --- libraries' own requests calls (Apprise) ---------------------------------------------------
+class UnpinnedHostError(OSError):
+    """A connection, inside :func:`pinned_hosts`, to a host notifyhub did not check."""
+
+
+#: host name (lower case, IPv6 without brackets) -> the checked address to connect to
+_pins: ContextVar[Mapping[str, str] | None] = ContextVar("notifyhub_pinned_hosts", default=None)
+_create_connection = getattr(urllib3.util.connection.create_connection, "__wrapped__",
+                             urllib3.util.connection.create_connection)
+
+
+def _pinned_create_connection(address, *args, **kwargs):
+    pins = _pins.get()
+    if pins is not None:
+        host, port = address
+        name = host.strip("[]").lower()
+        if name not in pins:
+            raise UnpinnedHostError(f"{name} was not checked by notifyhub's outbound URL policy; not connecting.")
+        address = (pins[name], port)
+    return _create_connection(address, *args, **kwargs)
+
+
+_pinned_create_connection.__wrapped__ = _create_connection
+urllib3.util.connection.create_connection = _pinned_create_connection
+
+
+@contextmanager
+def pinned_hosts(pins: Mapping[str, str]) -> Iterator[None]:
+    """Within this block, urllib3 connects ``host`` only to ``pins[host]`` and refuses any other host."""
+    token = _pins.set({host.strip("[]").lower(): address for host, address in pins.items()})
+    try:
+        yield
+    finally:
+        _pins.reset(token)

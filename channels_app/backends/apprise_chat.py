@@ -12,11 +12,13 @@ Apprise makes its own requests, so the outbound URL policy is applied here, to t
 plugin will contact (:func:`target_hosts`): the ``{host}`` of schemes whose URL names a server
 (json, xml, form, self-hosted ntfy, Gotify, Matrix, Mattermost, Teams workflows, mailto's SMTP
 server...), the organisation host of Zulip, the endpoint of Azure Communication Services. Those
-are checked when the account is saved and resolved and checked again before each send. A scheme
-whose plugin posts to fixed provider hosts only (Telegram, Discord, Slack...) needs no check; a
-scheme where notifyhub cannot tell which server will be contacted is refused. Apprise resolves
-again when it connects, so unlike the HTTP backends its connections are not pinned: a rebinding
-DNS server remains a (narrow) risk for hosts named in Apprise URLs.
+are checked when the account is saved. A scheme whose plugin posts to fixed provider hosts only
+(Telegram, Discord, Slack...) needs no check on save; a scheme where notifyhub cannot tell which
+server will be contacted is refused. Before each send every host a plugin will contact (named or
+fixed, :func:`contacted_hosts`) is resolved once and checked, and Apprise's ``requests`` run
+inside :func:`channels_app.outbound.pinned_hosts`: each connection goes to the address that was
+checked (a rebinding DNS server gets no second question) and a connection to any other host is
+refused. Redirects are switched off for every plugin, whatever its URL says.
 
 Apprise logs unparseable URLs verbatim, tokens included; :class:`RedactURLs` masks every URL in
 its log records (:mod:`channels_app.logredact`).
@@ -33,7 +35,8 @@ from channels_app.base import ChannelBackend
 from channels_app.errors import PermanentChannelError, TransientChannelError
 from channels_app.kinds import ChannelKind
 from channels_app.message import OutboundMessage, SendResult
-from channels_app.netguard import BlockedURLError, UnresolvableHostError, check_outbound_url
+from channels_app.netguard import BlockedURLError, Resolver, UnresolvableHostError, check_outbound_url, resolve_checked
+from channels_app.outbound import pinned_hosts
 
 URL_SPLIT = re.compile(r"\s+")
 SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]{0,19}://")
@@ -77,8 +80,25 @@ def services(urls: str, *, resolve: bool) -> list:
         for host in hosts:
             check_outbound_url(f"{'https' if getattr(plugin, 'secure', False) else 'http'}://{host}/",
                                resolve=resolve)
+        plugin.redirects = False  # a redirect could lead anywhere; a 3xx is a failure
         plugins.append(plugin)
     return plugins
+
+
+def contacted_hosts(plugin) -> list[str]:
+    """The servers a plugin (that :func:`services` accepted) will contact: its configurable ones,
+    else the hosts of its fixed provider endpoints."""
+    hosts = target_hosts(plugin) or [urlsplit(getattr(type(plugin), name)).hostname
+                                     for name in dir(type(plugin)) if name.endswith(ENDPOINT_ATTRIBUTES)
+                                     and isinstance(getattr(type(plugin), name), str)]
+    return [host.strip("[]").lower() for host in hosts if host]
+
+
+def checked_addresses(plugins, *, resolver: Resolver | None = None) -> dict[str, str]:
+    """Each contacted host with the address to connect to, resolved once and checked."""
+    hosts = {host: 443 if getattr(plugin, "secure", False) else 80
+             for plugin in plugins for host in contacted_hosts(plugin)}
+    return {host: resolve_checked(host, port, resolver=resolver)[0] for host, port in hosts.items()}
 
 
 #: Class attributes (``cloud_notify_url``, ``webhook_url``...) where plugins keep provider endpoints.
@@ -126,6 +146,10 @@ class AppriseBackend(ChannelBackend):
     Options = AppriseOptions
     secret_fields = frozenset({"urls"})
 
+    def __init__(self, *, resolver: Resolver | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.resolver = resolver  # how host names resolve (the system resolver by default); see netguard
+
     @classmethod
     def validate_address(cls, address: str) -> str:
         """A label only: the account's URLs say where messages go."""
@@ -135,7 +159,8 @@ class AppriseBackend(ChannelBackend):
         body, body_format = message_body(message.content)
         mentions = mentions_of(message.content)
         try:
-            plugins = services(self.options["urls"], resolve=True)
+            plugins = services(self.options["urls"], resolve=False)
+            pins = checked_addresses(plugins, resolver=self.resolver)
         except UnresolvableHostError as exc:
             raise TransientChannelError(str(exc), code="dns_failure") from None
         except BlockedURLError as exc:
@@ -146,8 +171,9 @@ class AppriseBackend(ChannelBackend):
         for plugin in plugins:
             notifier.add(plugin)
         try:
-            result = notifier.notify(body=body, title=str(message.content.get("title") or ""),
-                                     body_format=body_format, timeout=self.options.get("timeout") or 0)
+            with pinned_hosts(pins):
+                result = notifier.notify(body=body, title=str(message.content.get("title") or ""),
+                                         body_format=body_format, timeout=self.options.get("timeout") or 0)
         except AppriseException as exc:
             raise TransientChannelError(f"Apprise failed: {exc}", code="apprise_error") from None
         with result:

@@ -13,15 +13,17 @@ import threading
 import uuid
 
 import pytest
+import urllib3
 from django.test import override_settings
 from werkzeug import Response
 
-from channels_app.backends.apprise_chat import AppriseBackend, services
+from channels_app.backends.apprise_chat import AppriseBackend, contacted_hosts, services
 from channels_app.backends.email import SmtpBackend
 from channels_app.backends.webhook import WebhookBackend, generate_secret
 from channels_app.errors import PermanentChannelError, TransientChannelError
 from channels_app.message import OutboundMessage, SendResult
 from channels_app.netguard import BlockedURLError, address_refusal, check_outbound_url, resolve_checked
+from channels_app.outbound import UnpinnedHostError, pinned_hosts
 from tests import factories
 
 POLICY_ON = override_settings(NOTIFYHUB_OUTBOUND_ALLOWED_HOSTS=[], NOTIFYHUB_OUTBOUND_ALLOW_PRIVATE=False)
@@ -237,6 +239,18 @@ def test_apprise_fixed_provider_hosts_save(url):
     assert len(services(url, resolve=False)) == 1
 
 
+@pytest.mark.parametrize(("url", "hosts"), [
+    ("tgram://123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/12345", ["api.telegram.org"]),
+    ("ntfy://alerts", ["ntfy.sh"]),
+    ("ntfys://ntfy.example.com/alerts", ["ntfy.example.com"]),
+    ("zulip://bot@apprise.zulipchat.com/abcdefghijklmnopqrstuvwxyz123456", ["apprise.zulipchat.com"]),
+    ("jsons://[2606:4700::1111]/x", ["2606:4700::1111"]),
+])
+def test_apprise_pins_named_and_fixed_provider_hosts(url, hosts):
+    """Every host a plugin contacts is resolved, checked and pinned at send, fixed ones too."""
+    assert contacted_hosts(services(url, resolve=False)[0]) == hosts
+
+
 def test_apprise_logs_no_token(caplog):
     with caplog.at_level(logging.DEBUG):
         with pytest.raises(ValueError):
@@ -244,6 +258,86 @@ def test_apprise_logs_no_token(caplog):
         assert not AppriseBackend.Options(data={"urls": "json://user:P4SSW0RD@[bad/"}).is_valid()
     assert "TOKENSECRET1234" not in caplog.text and "P4SSW0RD" not in caplog.text
     assert "bogus://" in caplog.text  # the record is kept, the URL masked
+
+
+class RebindingDNS:
+    """The machine's DNS (``socket.getaddrinfo``) answering for ``rebind.test`` from ``resolver``,
+    and a guard on ``socket.connect`` that records every address connected to and lets only
+    loopback through, so nothing leaves the machine."""
+
+    def __init__(self, monkeypatch, resolver):
+        self.connects: list[tuple[str, int]] = []
+        getaddrinfo, connect = socket.getaddrinfo, socket.socket.connect
+
+        def fake_getaddrinfo(host, port, *args, **kwargs):
+            if host != "rebind.test":
+                return getaddrinfo(host, port, *args, **kwargs)
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in resolver(host, port)]
+
+        def guarded_connect(sock, address):
+            self.connects.append(address[:2])
+            if not address[0].startswith("127."):
+                raise ConnectionRefusedError(f"test: no traffic to {address[0]}")
+            return connect(sock, address)
+
+        monkeypatch.setattr(socket, "getaddrinfo", fake_getaddrinfo)
+        monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+
+
+@POLICY_ON
+def test_apprise_connects_only_to_the_checked_address(listener, monkeypatch):
+    """A rebinding DNS server answers a public address to the check and 127.0.0.1 afterwards:
+    Apprise's request goes to the checked address (refused here, as it is not loopback), the
+    name is resolved once, and the loopback listener is never reached."""
+    resolver = RebindingResolver(["93.184.216.34"], ["127.0.0.1"])
+    dns = RebindingDNS(monkeypatch, resolver)
+    url = f"form://rebind.test:{listener['port']}/hook"
+    backend = AppriseBackend(options=AppriseBackend.validate_options({"urls": url, "timeout": 5}), resolver=resolver)
+    message = OutboundMessage(delivery_id="d1", kind="chat", address="", content={"text": "hi"}, metadata={})
+    ((_, outcome),) = list(backend.send_many([message]))
+    assert isinstance(outcome, TransientChannelError) and outcome.code == "apprise_failed", outcome
+    assert dns.connects == [("93.184.216.34", listener["port"])]
+    assert resolver.calls == 1 and listener["connections"] == 0
+
+
+@override_settings(NOTIFYHUB_OUTBOUND_ALLOWED_HOSTS=["rebind.test"], NOTIFYHUB_OUTBOUND_ALLOW_PRIVATE=False)
+def test_apprise_is_pinned_with_the_host_name_kept_and_redirects_not_followed(httpserver, listener, monkeypatch):
+    """An allow-listed name (so a loopback answer is accepted): Apprise's POST reaches the first
+    answer with ``Host: rebind.test``; a redirect to another (loopback) server is not followed."""
+    seen = []
+
+    def handler(request):
+        seen.append((request.path, request.headers["Host"]))
+        if request.path == "/moved":
+            return Response("", status=302, headers={"Location": f"http://127.0.0.1:{listener['port']}/"})
+        return Response("", status=200)
+
+    httpserver.expect_request("/hook").respond_with_handler(handler)
+    httpserver.expect_request("/moved").respond_with_handler(handler)
+    resolver = RebindingResolver(["127.0.0.1"], ["127.0.0.1"], ["127.0.0.2"])  # one check per send, then rebinds
+    dns = RebindingDNS(monkeypatch, resolver)
+    message = OutboundMessage(delivery_id="d1", kind="chat", address="", content={"text": "hi"}, metadata={})
+    for path in ("/hook", "/moved?redirect=yes"):
+        url = f"json://rebind.test:{httpserver.port}{path}"
+        backend = AppriseBackend(options=AppriseBackend.validate_options({"urls": url, "timeout": 5}),
+                                 resolver=resolver)
+        ((_, outcome),) = list(backend.send_many([message]))
+        assert isinstance(outcome, SendResult if path == "/hook" else TransientChannelError), outcome
+    assert seen == [("/hook", f"rebind.test:{httpserver.port}"), ("/moved", f"rebind.test:{httpserver.port}")]
+    assert resolver.calls == 2
+    assert set(dns.connects) == {("127.0.0.1", httpserver.port)} and listener["connections"] == 0
+
+
+def test_pinned_hosts_refuses_other_hosts_and_ends_with_its_block(listener):
+    url = f"http://127.0.0.1:{listener['port']}/"
+    with pinned_hosts({"elsewhere.test": "127.0.0.1"}), pytest.raises(urllib3.exceptions.NewConnectionError,
+                                                                      match="not checked"):
+        urllib3.PoolManager(retries=False).request("GET", url)
+    assert listener["connections"] == 0
+    with pytest.raises(urllib3.exceptions.ProtocolError):  # outside: connects as before (the listener hangs up)
+        urllib3.PoolManager(retries=False).request("GET", url)
+    assert listener["connections"] == 1
+    assert issubclass(UnpinnedHostError, OSError)
 
 
 # --- finding 11 ----------------------------------------------------------------------------------
