@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start PostgreSQL and Redis on 127.0.0.1 if they are not answering (installing them from
 # Debian's packages when missing and running as root), then create the test role's database.
+# Also installs Debian's chromium and chromium-driver for the browser tests when missing.
 set -euo pipefail
 
 pg_up() { pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; }
@@ -34,3 +35,13 @@ if ! redis_up; then
 fi
 redis_up || { echo "services: Redis did not start" >&2; exit 1; }
 echo "services: PostgreSQL and Redis are up" >&2
+
+# Browser tests (tests/test_docs_browser.py and later ones) drive Debian's headless Chromium
+# through Debian's chromedriver; with NOTIFYHUB_REQUIRE_SERVICES=1 they fail without them.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  echo "services: installing chromium and chromium-driver" >&2
+  if ! { as_root apt-get update -qq &&
+         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }; then
+    echo "services: could not install chromium/chromium-driver; the browser tests will fail" >&2
+  fi
+fi

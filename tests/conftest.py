@@ -278,3 +278,47 @@ def uid(request, settings):
         yield uuid.uuid4().hex
     else:
         yield request.getfixturevalue("redis_uid")
+
+
+# --- Headless Chromium (browser tests) ------------------------------------------------------
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def _browser_missing() -> str:
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed (requirements-dev.txt)"
+    for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
+        if not os.access(path, os.X_OK):
+            return f"{path} is missing (Debian package {package}; scripts/services.sh installs it)"
+    return ""
+
+
+@pytest.fixture
+def browser():
+    """Headless Chromium driven by Debian's chromedriver, recording the performance log (every
+    network request) and the browser console. Skips with the reason when Chromium is missing, or
+    fails when CI requires the services (NOTIFYHUB_REQUIRE_SERVICES=1, as ``make test`` sets)."""
+    missing = _browser_missing()
+    if missing:
+        if REQUIRE_SERVICES:
+            pytest.fail(f"NOTIFYHUB_REQUIRE_SERVICES=1 but {missing}")
+        pytest.skip(f"needs headless Chromium: {missing}")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1024",
+                "--disable-extensions", "--disable-component-update", "--disable-background-networking",
+                "--disable-sync", "--no-first-run", "--no-default-browser-check"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()

@@ -31,7 +31,20 @@ def test_docs_pages_load_assets_locally(client, url):
     assert response.status_code == 200
     html = response.content.decode()
     assert "cdn.jsdelivr" not in html and "unpkg.com" not in html
-    assert "/static/drf_spectacular_sidecar/" in html
+    if url == "/api/redoc/":  # the sidecar's bundle, served without its CDN logo (docs_assets.py)
+        assert '<script src="/api/redoc/redoc.standalone.js">' in html
+    else:
+        assert "/static/drf_spectacular_sidecar/" in html
+
+
+def test_redoc_bundle_is_the_sidecars_without_outside_addresses(client):
+    response = client.get("/api/redoc/redoc.standalone.js")
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/javascript")
+    body = response.content.decode()
+    assert "Redoc" in body and len(body) > 100_000
+    assert "cdn.redoc.ly" not in body
+    again = client.get("/api/redoc/redoc.standalone.js", HTTP_IF_NONE_MATCH=response["ETag"])
+    assert again.status_code == 304
 
 
 def test_healthz(client):
