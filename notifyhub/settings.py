@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "preferences",
     "notifyhub.clients",
     "notifyhub.messaging",
+    "notifyhub.broadcasts",
     "notifyhub.api",
 ]
 

@@ -1,12 +1,14 @@
 from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
-from notifyhub.api.views import manage, messages, recipients
+from notifyhub.api.views import broadcasts, manage, messages, recipients
 
 router = SimpleRouter(trailing_slash=False)
 router.register("templates", manage.TemplateViewSet, basename="template")
 router.register("categories", manage.CategoryViewSet, basename="category")
 router.register("channels", manage.ChannelConfigViewSet, basename="channel")
+router.register("topics", broadcasts.TopicViewSet, basename="topic")
+router.register("segments", broadcasts.SegmentViewSet, basename="segment")
 
 app_name = "api"
 urlpatterns = [
@@ -21,5 +23,9 @@ urlpatterns = [
          name="recipient-contact-point"),
     path("recipients/<str:external_id>/preferences", recipients.RecipientPreferencesView.as_view(),
          name="recipient-preferences"),
+    path("topics/<str:key>/subscribers", broadcasts.TopicSubscribersView.as_view(), name="topic-subscribers"),
+    path("topics/<str:key>/subscribers/remove", broadcasts.TopicSubscribersRemoveView.as_view(),
+         name="topic-subscribers-remove"),
+    path("segments/<str:key>/preview", broadcasts.SegmentPreviewView.as_view(), name="segment-preview"),
     path("", include(router.urls)),
 ]

@@ -1,0 +1,105 @@
+"""Topics, their subscribers, segments and imports."""
+from django.conf import settings
+from rest_framework import serializers
+
+from notifyhub.api.fields import StrictCharField
+from notifyhub.api.serializers.recipients import RecipientRefField
+from notifyhub.broadcasts.models import Segment, Subscription, Topic
+from notifyhub.broadcasts.segments import SegmentInvalid, segment_validate
+from preferences.models import Category, Recipient
+
+MAX_IDS = settings.NOTIFYHUB_MAX_RECIPIENTS_PER_REQUEST
+
+
+class TopicSerializer(serializers.ModelSerializer):
+    default_category = serializers.SlugRelatedField(
+        slug_field="key", queryset=Category.objects.all(), allow_null=True, required=False,
+        help_text="Category key used by broadcasts to this topic when they name none.",
+    )
+    name = StrictCharField(max_length=200)
+    description = StrictCharField(required=False, allow_blank=True)
+    subscriber_count = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Topic
+        fields = ("key", "name", "description", "default_category", "subscriber_count", "created_at", "updated_at")
+        read_only_fields = ("created_at", "updated_at")
+        ref_name = "Topic"
+
+    def get_subscriber_count(self, obj) -> int:
+        count = getattr(obj, "subscriber_count", None)
+        return obj.subscriptions.count() if count is None else count
+
+
+class SubscribersAddSerializer(serializers.Serializer):
+    recipients = serializers.ListField(
+        child=RecipientRefField(), min_length=1, max_length=MAX_IDS,
+        help_text="External ids, or recipient objects that create or update the recipient on the way.",
+    )
+
+    class Meta:
+        ref_name = "SubscribersAdd"
+
+
+class SubscribersRemoveSerializer(serializers.Serializer):
+    external_ids = serializers.ListField(child=StrictCharField(max_length=255), min_length=1, max_length=MAX_IDS)
+
+    class Meta:
+        ref_name = "SubscribersRemove"
+
+
+class SubscribersChangeSerializer(serializers.Serializer):
+    added = serializers.IntegerField(help_text="Newly subscribed.")
+    already = serializers.IntegerField(help_text="Already subscribed; left as they were.")
+    removed = serializers.IntegerField(help_text="Unsubscribed by this call.")
+    unknown = serializers.DictField(child=serializers.CharField(),
+                                    help_text="Position in the request → external id that matches no recipient.")
+
+    class Meta:
+        ref_name = "SubscribersChange"
+
+
+class SubscriberSerializer(serializers.ModelSerializer):
+    external_id = serializers.CharField(source="recipient.external_id")
+    name = serializers.CharField(source="recipient.name")
+    subscribed_at = serializers.DateTimeField(source="created_at")
+
+    class Meta:
+        model = Subscription
+        fields = ("external_id", "name", "subscribed_at")
+        ref_name = "Subscriber"
+
+
+class SegmentSerializer(serializers.ModelSerializer):
+    name = StrictCharField(max_length=200)
+    description = StrictCharField(required=False, allow_blank=True)
+    definition = serializers.JSONField(help_text="all/any/not groups of {field, op, value} clauses.")
+
+    class Meta:
+        model = Segment
+        fields = ("key", "name", "description", "definition", "created_at", "updated_at")
+        read_only_fields = ("created_at", "updated_at")
+        ref_name = "Segment"
+
+    def validate(self, attrs):
+        if "definition" in attrs:
+            try:
+                segment_validate(definition=attrs["definition"])
+            except SegmentInvalid as exc:
+                raise serializers.ValidationError(exc.errors) from None
+        return attrs
+
+
+class SampleRecipientSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Recipient
+        fields = ("external_id", "name", "locale", "timezone")
+        ref_name = "SampleRecipient"
+
+
+class SegmentPreviewSerializer(serializers.Serializer):
+    count = serializers.IntegerField(help_text="Recipients the segment matches now.")
+    sample = SampleRecipientSerializer(many=True, help_text="Up to ten of them, by external id.")
+
+    class Meta:
+        ref_name = "SegmentPreview"

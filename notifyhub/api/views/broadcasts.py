@@ -1,0 +1,163 @@
+"""``/api/v1/topics``, ``/api/v1/segments`` and ``/api/v1/imports``: broadcast audiences."""
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
+from rest_framework import generics, status, viewsets
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from notifyhub.api.serializers.broadcasts import (
+    SegmentPreviewSerializer,
+    SegmentSerializer,
+    SubscribersAddSerializer,
+    SubscribersChangeSerializer,
+    SubscriberSerializer,
+    SubscribersRemoveSerializer,
+    TopicSerializer,
+)
+from notifyhub.broadcasts.models import Segment, Topic
+from notifyhub.broadcasts.selectors import segment_preview, topic_subscriptions, topics_with_counts
+from notifyhub.broadcasts.services import AudienceRejected, topic_subscribers_add, topic_subscribers_remove
+
+EDIT = {"GET": "read", "POST": "manage", "PUT": "manage", "PATCH": "manage", "DELETE": "manage"}
+
+TOPIC = {"key": "release-notes", "name": "Release notes", "description": "What shipped this week",
+         "default_category": "product-news", "subscriber_count": 1280, "created_at": "2026-11-28T08:00:00Z",
+         "updated_at": "2026-11-28T08:00:00Z"}
+TOPIC_WRITE = {"key": "release-notes", "name": "Release notes", "description": "What shipped this week",
+               "default_category": "product-news"}
+SUBSCRIBERS_ADD = {"recipients": ["user-42", {"external_id": "user-43", "email": "bo@example.com", "name": "Bo"}]}
+SUBSCRIBERS_REMOVE = {"external_ids": ["user-42", "user-43"]}
+SUBSCRIBERS_ADDED = {"added": 1, "already": 1, "removed": 0, "unknown": {}}
+SUBSCRIBERS_REMOVED = {"added": 0, "already": 0, "removed": 1, "unknown": {"1": "user-43"}}
+SUBSCRIBERS_PAGE = {"next": "https://hub.example.com/api/v1/topics/release-notes/subscribers?cursor=cD0xMjM%3D",
+                    "previous": None,
+                    "results": [{"external_id": "user-42", "name": "Ada", "subscribed_at": "2026-11-28T08:00:00Z"}]}
+SEGMENT = {"key": "shanghai-vip", "name": "Shanghai VIPs", "description": "",
+           "definition": {"all": [{"field": "data.city", "op": "=", "value": "上海"},
+                                  {"field": "data.vip_level", "op": ">=", "value": 3},
+                                  {"any": [{"field": "has_address", "op": "=", "value": "sms"},
+                                           {"field": "topic", "op": "=", "value": "release-notes"}]},
+                                  {"not": {"field": "locale", "op": "=", "value": "en"}}]}}
+SEGMENT_PREVIEW = {"count": 312, "sample": [{"external_id": "user-42", "name": "Ada", "locale": "zh-CN",
+                                             "timezone": "Asia/Shanghai"}]}
+
+
+def _crud_docs(noun: str, plural: str, example: dict, write: dict, extra: str = ""):
+    ex = [OpenApiExample(noun.capitalize(), value=write, request_only=True),
+          OpenApiExample(noun.capitalize(), value=example, response_only=True)]
+    return extend_schema_view(
+        list=extend_schema(summary=f"List {plural}", description=f"All {plural} (scope read).{extra}",
+                           examples=[OpenApiExample(plural.capitalize(), value=example, response_only=True)]),
+        create=extend_schema(summary=f"Create a {noun}", description=f"Create a {noun} (scope manage).{extra}",
+                             examples=ex),
+        retrieve=extend_schema(summary=f"Read a {noun}", description=f"One {noun} (scope read).", examples=ex),
+        update=extend_schema(summary=f"Replace a {noun}", description=f"Replace a {noun} (scope manage).{extra}",
+                             examples=ex),
+        partial_update=extend_schema(summary=f"Update a {noun}",
+                                     description=f"Change some fields of a {noun} (scope manage).", examples=ex),
+        destroy=extend_schema(summary=f"Delete a {noun}", description=f"Delete a {noun} (scope manage)."),
+    )
+
+
+@_crud_docs("topic", "topics", TOPIC, TOPIC_WRITE,
+            " Recipients subscribe to a topic; a broadcast to the topic reaches its subscribers at run time.")
+class TopicViewSet(viewsets.ModelViewSet):
+    scopes = EDIT
+    serializer_class = TopicSerializer
+    lookup_field = "key"
+
+    def get_queryset(self):
+        return topics_with_counts()
+
+
+@_crud_docs("segment", "segments", SEGMENT, SEGMENT,
+            " A segment is a saved filter over recipients: `all`/`any`/`not` groups of `{field, op, value}` "
+            "clauses over `locale`, `timezone`, `created_at`, `updated_at`, `has_address` (a channel kind), "
+            "`topic` (a topic key) and `data.<key>`, with the operators `=`, `!=`, `<`, `<=`, `>`, `>=`, `in`, "
+            "`contains`, `exists`. An invalid definition answers 400 naming the clause, e.g. "
+            "`definition.all[1].op`.")
+class SegmentViewSet(viewsets.ModelViewSet):
+    scopes = EDIT
+    serializer_class = SegmentSerializer
+    queryset = Segment.objects.all()
+    lookup_field = "key"
+
+
+class SubscriberCursor(CursorPagination):
+    page_size = 100
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+    ordering = "id"
+
+
+class TopicSubscribersView(generics.ListAPIView):
+    scopes = {"GET": "read", "POST": "send"}
+    serializer_class = SubscriberSerializer
+    pagination_class = SubscriberCursor
+
+    def get_queryset(self):
+        return topic_subscriptions(topic=get_object_or_404(Topic, key=self.kwargs["key"]))
+
+    @extend_schema(
+        summary="List a topic's subscribers",
+        description="Subscribers in the order they subscribed, cursor-paginated: follow `next` (scope read).",
+        examples=[OpenApiExample("Subscribers", value=SUBSCRIBERS_PAGE, response_only=True)],
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Subscribe recipients to a topic",
+        description="Up to 10,000 recipients per call: external ids, or objects that create or update the "
+                    "recipient on the way (as in `POST /messages`). Idempotent: recipients already subscribed "
+                    "stay subscribed once. An unknown external id answers 400 naming its position, and nothing "
+                    "is written (scope send).",
+        request=SubscribersAddSerializer, responses={200: SubscribersChangeSerializer},
+        examples=[OpenApiExample("Subscribe", value=SUBSCRIBERS_ADD, request_only=True),
+                  OpenApiExample("Result", value=SUBSCRIBERS_ADDED, response_only=True)],
+    )
+    def post(self, request, key):
+        topic = get_object_or_404(Topic, key=key)
+        serializer = SubscribersAddSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            change = topic_subscribers_add(topic=topic, items=serializer.validated_data["recipients"])
+        except AudienceRejected as exc:
+            raise ValidationError(exc.errors) from None
+        return Response(SubscribersChangeSerializer(change).data, status=status.HTTP_200_OK)
+
+
+class TopicSubscribersRemoveView(APIView):
+    scopes = {"POST": "send"}
+
+    @extend_schema(
+        summary="Unsubscribe recipients from a topic",
+        description="Up to 10,000 external ids per call. Idempotent: recipients not subscribed are left alone; "
+                    "external ids that match no recipient are listed by position in `unknown` (scope send).",
+        request=SubscribersRemoveSerializer, responses={200: SubscribersChangeSerializer},
+        examples=[OpenApiExample("Unsubscribe", value=SUBSCRIBERS_REMOVE, request_only=True),
+                  OpenApiExample("Result", value=SUBSCRIBERS_REMOVED, response_only=True)],
+    )
+    def post(self, request, key):
+        topic = get_object_or_404(Topic, key=key)
+        serializer = SubscribersRemoveSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        change = topic_subscribers_remove(topic=topic, external_ids=serializer.validated_data["external_ids"])
+        return Response(SubscribersChangeSerializer(change).data)
+
+
+class SegmentPreviewView(APIView):
+    scopes = {"POST": "read"}
+
+    @extend_schema(
+        summary="Preview a segment's audience",
+        description="How many recipients the segment matches now, and ten of them (scope read). Nothing is "
+                    "written.",
+        request=None, responses={200: SegmentPreviewSerializer},
+        examples=[OpenApiExample("Preview", value=SEGMENT_PREVIEW, response_only=True)],
+    )
+    def post(self, request, key):
+        count, sample = segment_preview(segment=get_object_or_404(Segment, key=key))
+        return Response(SegmentPreviewSerializer({"count": count, "sample": sample}).data)

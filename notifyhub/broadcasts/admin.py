@@ -1,0 +1,169 @@
+"""Admin for topics, subscriptions, segments and imports.
+
+Topics can have hundreds of thousands of subscribers: the topic page adds and removes them by
+pasted external ids (set-based, like the API) and links to the filtered subscription list
+instead of rendering them inline. A recipient's topics are shown on the recipient's page by an
+inline this module adds to the registered recipient admin (preferences never imports broadcasts).
+"""
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Count
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
+
+import preferences.admin  # noqa: F401 — the recipient admin must be registered before it is extended
+from notifyhub.broadcasts.models import Segment, Subscription, Topic
+from notifyhub.broadcasts.segments import SegmentInvalid, segment_validate
+from notifyhub.broadcasts.selectors import segment_preview
+from notifyhub.broadcasts.services import AudienceRejected, topic_subscribers_add, topic_subscribers_remove
+from preferences.models import Recipient
+
+
+def _ids(text: str) -> list[str]:
+    return [line.strip() for line in text.replace(",", "\n").splitlines() if line.strip()]
+
+
+class TopicForm(forms.ModelForm):
+    add_subscribers = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 4}),
+        help_text="External ids to subscribe, one per line or comma-separated (existing recipients).",
+    )
+    remove_subscribers = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 4}),
+        help_text="External ids to unsubscribe, one per line or comma-separated.",
+    )
+
+    class Meta:
+        model = Topic
+        fields = ("key", "name", "description", "default_category")
+
+    def clean_add_subscribers(self):
+        ids = _ids(self.cleaned_data["add_subscribers"])
+        known = set(Recipient.objects.filter(external_id__in=ids).values_list("external_id", flat=True))
+        unknown = [eid for eid in ids if eid not in known]
+        if unknown:
+            raise forms.ValidationError(f"Unknown recipients: {', '.join(unknown[:20])}"
+                                        + (f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""))
+        return ids
+
+    def clean_remove_subscribers(self):
+        return _ids(self.cleaned_data["remove_subscribers"])
+
+
+@admin.register(Topic)
+class TopicAdmin(admin.ModelAdmin):
+    form = TopicForm
+    list_display = ("key", "name", "default_category", "subscriber_count", "updated_at")
+    search_fields = ("key", "name", "description")
+    ordering = ("key",)
+    prepopulated_fields = {"key": ("name",)}
+    readonly_fields = ("subscribers", "created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("key", "name", "description", "default_category")}),
+        ("Subscribers", {"fields": ("subscribers", "add_subscribers", "remove_subscribers")}),
+        ("Times", {"fields": ("created_at", "updated_at")}),
+    )
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("default_category").annotate(
+            _subscribers=Count("subscriptions"))
+
+    @admin.display(description="subscribers", ordering="_subscribers")
+    def subscriber_count(self, obj):
+        return obj._subscribers
+
+    @admin.display(description="subscribers")
+    def subscribers(self, obj):
+        if obj.pk is None:
+            return "—"
+        url = reverse("admin:broadcasts_subscription_changelist") + "?" + urlencode({"topic__id__exact": obj.pk})
+        return format_html('{} — <a href="{}">list, search, remove</a>', obj.subscriptions.count(), url)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        add, remove = form.cleaned_data.get("add_subscribers"), form.cleaned_data.get("remove_subscribers")
+        if add:
+            try:
+                result = topic_subscribers_add(topic=obj, items=add)
+            except AudienceRejected as exc:  # a recipient deleted since the form was checked
+                messages.error(request, f"Subscribers not added: {exc.errors}")
+            else:
+                messages.success(request, f"{result.added} subscribed ({result.already} already were).")
+        if remove:
+            result = topic_subscribers_remove(topic=obj, external_ids=remove)
+            messages.success(request, f"{result.removed} unsubscribed.")
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(admin.ModelAdmin):
+    list_display = ("recipient", "topic", "created_at")
+    list_filter = ("topic",)
+    search_fields = ("recipient__external_id", "recipient__name", "topic__key")
+    list_select_related = ("recipient", "topic")
+    autocomplete_fields = ("recipient", "topic")
+    ordering = ("-id",)
+    show_full_result_count = False
+    readonly_fields = ("created_at",)
+
+
+class TopicSubscriptionInline(admin.TabularInline):
+    """The recipient's topics, on the recipient's page; unsubscribe by deleting the row."""
+
+    model = Subscription
+    extra = 0
+    fields = ("topic", "created_at")
+    readonly_fields = ("topic", "created_at")
+    verbose_name = "topic subscription"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+_recipient_admin = type(admin.site._registry[Recipient])
+if TopicSubscriptionInline not in _recipient_admin.inlines:
+    _recipient_admin.inlines = (*_recipient_admin.inlines, TopicSubscriptionInline)
+
+
+class SegmentForm(forms.ModelForm):
+    class Meta:
+        model = Segment
+        fields = ("key", "name", "description", "definition")
+        widgets = {"definition": forms.Textarea(attrs={"rows": 14, "cols": 90, "style": "font-family: monospace"})}
+
+    def clean_definition(self):
+        definition = self.cleaned_data["definition"]
+        try:
+            segment_validate(definition=definition)
+        except SegmentInvalid as exc:
+            raise forms.ValidationError([f"{path}: {'; '.join(msgs)}" for path, msgs in exc.errors.items()]) from None
+        return definition
+
+
+@admin.register(Segment)
+class SegmentAdmin(admin.ModelAdmin):
+    form = SegmentForm
+    list_display = ("key", "name", "updated_at")
+    search_fields = ("key", "name", "description")
+    ordering = ("key",)
+    prepopulated_fields = {"key": ("name",)}
+    readonly_fields = ("audience_preview", "created_at", "updated_at")
+    fields = ("key", "name", "description", "definition", "audience_preview", "created_at", "updated_at")
+
+    @admin.display(description="audience size preview")
+    def audience_preview(self, obj):
+        if obj.pk is None:
+            return "Save to see the audience size and ten sample recipients."
+        count, sample = segment_preview(segment=obj)
+        rows = format_html_join(
+            "", '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>',
+            ((reverse("admin:preferences_recipient_change", args=[r.pk]), r.external_id, r.name, r.locale,
+              r.timezone) for r in sample),
+        )
+        return format_html(
+            '<p class="audience-size"><strong>{}</strong> recipient(s) match now.</p>'
+            "<table><thead><tr><th>external id</th><th>name</th><th>locale</th><th>timezone</th></tr></thead>"
+            "<tbody>{}</tbody></table>", count, rows)

@@ -1,0 +1,87 @@
+"""The admin for topics and segments as an operator uses it."""
+import json
+
+import pytest
+from django.contrib.messages import get_messages
+from django.urls import reverse
+
+from notifyhub.broadcasts.models import Segment, Subscription, Topic
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+def url(name, *args):
+    return reverse(f"admin:{name}", args=args)
+
+
+def topic_form(topic, **extra):
+    return {"key": topic.key, "name": topic.name, "description": "", "default_category": "",
+            "add_subscribers": "", "remove_subscribers": "", **extra}
+
+
+def test_topic_pages_show_counts_search_and_add_remove_subscribers(admin_client):
+    topic = Topic.objects.create(key="news", name="News")
+    Topic.objects.create(key="other", name="Other")
+    a, b, c = (factories.recipient(external_id=x) for x in ("a", "b", "c"))
+    response = admin_client.post(url("broadcasts_topic_change", topic.pk),
+                                 topic_form(topic, add_subscribers="a\nb, c"))
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert "3 subscribed" in " ".join(str(m) for m in get_messages(response.wsgi_request))
+    response = admin_client.post(url("broadcasts_topic_change", topic.pk), topic_form(topic, remove_subscribers="b"))
+    assert response.status_code == 302
+    assert set(topic.subscriptions.values_list("recipient__external_id", flat=True)) == {"a", "c"}
+    page = admin_client.get(url("broadcasts_topic_changelist")).content.decode()
+    assert "News" in page and "<td class=\"field-subscriber_count\">2</td>" in page
+    page = admin_client.get(url("broadcasts_topic_changelist") + "?q=oth").content.decode()
+    assert "Other" in page and "News" not in page
+    page = admin_client.get(url("broadcasts_topic_change", topic.pk)).content.decode()
+    assert "topic__id__exact" in page
+    assert admin_client.get(url("broadcasts_subscription_changelist") + f"?topic__id__exact={topic.pk}&q=c"
+                            ).status_code == 200
+
+
+def test_unknown_ids_in_the_topic_form_are_an_error_and_nothing_changes(admin_client):
+    topic = Topic.objects.create(key="news", name="News")
+    factories.recipient(external_id="a")
+    response = admin_client.post(url("broadcasts_topic_change", topic.pk), topic_form(topic, add_subscribers="a ghost"
+                                                                                        .replace(" ", "\n")))
+    assert response.status_code == 200 and "Unknown recipients: ghost" in response.content.decode()
+    assert not Subscription.objects.exists()
+
+
+def test_recipient_page_lists_the_recipients_topics(admin_client):
+    recipient = factories.recipient(external_id="a")
+    topic = Topic.objects.create(key="release-notes", name="Release notes")
+    Subscription.objects.create(topic=topic, recipient=recipient)
+    page = admin_client.get(url("preferences_recipient_change", recipient.pk)).content.decode()
+    assert "topic subscription" in page.lower() and "Release notes" in page
+
+
+def test_segment_admin_validates_and_previews_the_audience(admin_client):
+    for i in range(12):
+        factories.recipient(external_id=f"sh-{i:02}", locale="zh-CN", data={"vip_level": i})
+    factories.recipient(external_id="en-1", locale="en", data={"vip_level": 9})
+    bad = {"all": [{"field": "locale", "op": "=", "value": "zh-CN"}, {"field": "data.vip_level", "op": "~",
+                                                                       "value": 3}]}
+    response = admin_client.post(url("broadcasts_segment_add"), {
+        "key": "vip", "name": "VIP", "description": "", "definition": json.dumps(bad)})
+    assert response.status_code == 200 and "definition.all[1].op" in response.content.decode()
+    assert not Segment.objects.exists()
+    good = {"all": [{"field": "locale", "op": "=", "value": "zh-CN"}, {"field": "data.vip_level", "op": ">=",
+                                                                        "value": 1}]}
+    response = admin_client.post(url("broadcasts_segment_add"), {
+        "key": "vip", "name": "VIP", "description": "", "definition": json.dumps(good)})
+    assert response.status_code == 302
+    page = admin_client.get(url("broadcasts_segment_change", Segment.objects.get().pk)).content.decode()
+    assert "<strong>11</strong> recipient(s) match now." in page
+    assert page.count("/admin/preferences/recipient/") >= 10 and "sh-01" in page and "en-1" not in page
+    assert "sh-00" not in page  # vip_level 0 does not match
+
+
+def test_audience_admin_pages_render(admin_client):
+    topic = Topic.objects.create(key="t", name="T")
+    Subscription.objects.create(topic=topic, recipient=factories.recipient())
+    for name in ("broadcasts_topic_add", "broadcasts_segment_add", "broadcasts_segment_changelist",
+                 "broadcasts_subscription_changelist"):
+        assert admin_client.get(url(name)).status_code == 200, name
