@@ -27,5 +27,8 @@ urlpatterns = [
     path("topics/<str:key>/subscribers/remove", broadcasts.TopicSubscribersRemoveView.as_view(),
          name="topic-subscribers-remove"),
     path("segments/<str:key>/preview", broadcasts.SegmentPreviewView.as_view(), name="segment-preview"),
+    path("imports", broadcasts.ImportListCreateView.as_view(), name="imports"),
+    path("imports/<int:pk>", broadcasts.ImportDetailView.as_view(), name="import-detail"),
+    path("imports/<int:pk>/rejects", broadcasts.ImportRejectsView.as_view(), name="import-rejects"),
     path("", include(router.urls)),
 ]

@@ -8,15 +8,23 @@ inline this module adds to the registered recipient admin (preferences never imp
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count
-from django.urls import reverse
+from django.http import FileResponse, Http404, JsonResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
+from django.utils.safestring import mark_safe
 
 import preferences.admin  # noqa: F401 — the recipient admin must be registered before it is extended
-from notifyhub.broadcasts.models import Segment, Subscription, Topic
+from notifyhub.broadcasts.models import Import, ImportStatus, Segment, Subscription, Topic
 from notifyhub.broadcasts.segments import SegmentInvalid, segment_validate
 from notifyhub.broadcasts.selectors import segment_preview
-from notifyhub.broadcasts.services import AudienceRejected, topic_subscribers_add, topic_subscribers_remove
+from notifyhub.broadcasts.services import (
+    AudienceRejected,
+    import_create,
+    topic_subscribers_add,
+    topic_subscribers_remove,
+)
 from preferences.models import Recipient
 
 
@@ -167,3 +175,107 @@ class SegmentAdmin(admin.ModelAdmin):
             '<p class="audience-size"><strong>{}</strong> recipient(s) match now.</p>'
             "<table><thead><tr><th>external id</th><th>name</th><th>locale</th><th>timezone</th></tr></thead>"
             "<tbody>{}</tbody></table>", count, rows)
+
+
+class ImportForm(forms.ModelForm):
+    class Meta:
+        model = Import
+        fields = ("file",)
+        help_texts = {"file": "CSV with a header row: external_id (required), name, email, phone (E.164), locale, "
+                              "timezone, data.<key>, topics (;-separated keys). UTF-8 (BOM or not) or GB18030; "
+                              "comma or tab separated."}
+
+
+# Polls the status endpoint while the import is queued or running; the bar and counts update in place.
+PROGRESS_SCRIPT = mark_safe("""<script>
+(function () {
+  var box = document.getElementById("import-progress");
+  if (!box) { return; }
+  function poll() {
+    fetch(box.dataset.url, {credentials: "same-origin"}).then(function (r) { return r.json(); }).then(function (s) {
+      box.querySelector("progress").value = s.progress;
+      box.querySelector(".import-percent").textContent = s.progress + "%";
+      box.querySelector(".import-counts").textContent = s.status + ": " + s.rows_read + " rows read, " +
+        s.created + " created, " + s.updated + " updated, " + s.rejected + " rejected";
+      if (s.status === "queued" || s.status === "running") { setTimeout(poll, 1000); }
+      else { window.location.reload(); }
+    }).catch(function () { setTimeout(poll, 3000); });
+  }
+  if (box.dataset.active === "1") { setTimeout(poll, 1000); }
+})();
+</script>""")
+
+
+def _status(record: Import) -> dict:
+    return {"id": record.pk, "status": record.status, "progress": record.progress_percent,
+            "rows_read": record.rows_read, "created": record.created, "updated": record.updated,
+            "rejected": record.rejected, "error": record.error}
+
+
+@admin.register(Import)
+class ImportAdmin(admin.ModelAdmin):
+    form = ImportForm
+    list_display = ("id", "original_name", "status", "progress", "rows_read", "created", "updated", "rejected",
+                    "created_at")
+    list_filter = ("status",)
+    search_fields = ("original_name",)
+    ordering = ("-created_at",)
+    readonly_fields = ("original_name", "progress_bar", "status", "rows_read", "created", "updated", "rejected",
+                       "encoding", "delimiter", "error", "rejects", "created_at", "started_at", "finished_at")
+
+    def get_fields(self, request, obj=None):
+        return ("file",) if obj is None else self.readonly_fields
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super().has_change_permission(request, obj)
+
+    def get_urls(self):
+        return [
+            path("<int:pk>/status/", self.admin_site.admin_view(self.status_view), name="broadcasts_import_status"),
+            path("<int:pk>/rejects/", self.admin_site.admin_view(self.rejects_view),
+                 name="broadcasts_import_rejects"),
+            *super().get_urls(),
+        ]
+
+    def status_view(self, request, pk):
+        if not self.has_view_permission(request):
+            raise Http404
+        return JsonResponse(_status(get_object_or_404(Import, pk=pk)))
+
+    def rejects_view(self, request, pk):
+        record = get_object_or_404(Import, pk=pk)
+        if not self.has_view_permission(request, record) or not record.rejects_file:
+            raise Http404
+        return FileResponse(record.rejects_file.open("rb"), as_attachment=True,
+                            filename=f"import-{record.pk}-rejects.csv", content_type="text/csv")
+
+    def save_model(self, request, obj, form, change):
+        upload = form.cleaned_data["file"]
+        obj.pk = import_create(upload=upload, original_name=upload.name).pk
+
+    def response_add(self, request, obj, post_url_continue=None):
+        messages.success(request, "Import queued; this page shows its progress.")
+        return redirect(reverse("admin:broadcasts_import_change", args=[obj.pk]))
+
+    @admin.display(description="progress")
+    def progress(self, obj):
+        return f"{obj.progress_percent}%"
+
+    @admin.display(description="progress")
+    def progress_bar(self, obj):
+        active = obj.status in (ImportStatus.QUEUED, ImportStatus.RUNNING)
+        state = _status(obj)
+        return format_html(
+            '<div id="import-progress" data-url="{}" data-active="{}">'
+            '<progress max="100" value="{}" style="width: 30em; height: 1.4em"></progress> '
+            '<span class="import-percent">{}%</span><br><span class="import-counts">{}: {} rows read, {} created, '
+            "{} updated, {} rejected</span></div>{}",
+            reverse("admin:broadcasts_import_status", args=[obj.pk]), "1" if active else "0", state["progress"],
+            state["progress"], obj.status, obj.rows_read, obj.created, obj.updated, obj.rejected, PROGRESS_SCRIPT)
+
+    @admin.display(description="rejected rows")
+    def rejects(self, obj):
+        if not obj.rejects_file:
+            return "—"
+        return format_html('<a href="{}">Download the {} rejected row(s) with reasons (CSV)</a>',
+                           reverse("admin:broadcasts_import_rejects", args=[obj.pk]), obj.rejected)

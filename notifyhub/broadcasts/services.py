@@ -7,9 +7,11 @@ elsewhere).
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from django.core.files.base import ContentFile, File
 from django.db import connection, transaction
 
-from notifyhub.broadcasts.models import Subscription, Topic
+from notifyhub.broadcasts.models import Import, Subscription, Topic
+from notifyhub.broadcasts.tasks import import_recipients
 from preferences.models import Recipient
 from preferences.services import RecipientInput, recipients_upsert
 
@@ -87,3 +89,20 @@ def topic_subscribers_remove(*, topic: Topic, external_ids: Sequence[str]) -> Su
     unknown = {index: eid for index, eid in enumerate(external_ids) if eid not in known}
     return SubscribersChange(removed=removed, unknown=unknown)
 
+
+
+def import_create(*, upload: File, original_name: str = "", api_key=None) -> Import:
+    """Store an uploaded CSV file and queue the task that reads it (on commit)."""
+    name = (original_name or getattr(upload, "name", "") or "recipients.csv").rsplit("/", 1)[-1]
+    record = Import(original_name=name[:255], api_key=api_key)
+    record.file.save(name[-100:], upload, save=False)
+    record.size_bytes = record.file.size
+    record.save()
+    transaction.on_commit(lambda: import_recipients.delay(record.pk))
+    return record
+
+
+def import_create_from_text(*, text: str, original_name: str = "", api_key=None) -> Import:
+    """The same for CSV sent as text (the JSON form of ``POST /imports``)."""
+    return import_create(upload=ContentFile(text.encode("utf-8")), original_name=original_name or "recipients.csv",
+                         api_key=api_key)

@@ -4,7 +4,7 @@ from rest_framework import serializers
 
 from notifyhub.api.fields import StrictCharField
 from notifyhub.api.serializers.recipients import RecipientRefField
-from notifyhub.broadcasts.models import Segment, Subscription, Topic
+from notifyhub.broadcasts.models import Import, Segment, Subscription, Topic
 from notifyhub.broadcasts.segments import SegmentInvalid, segment_validate
 from preferences.models import Category, Recipient
 
@@ -103,3 +103,40 @@ class SegmentPreviewSerializer(serializers.Serializer):
 
     class Meta:
         ref_name = "SegmentPreview"
+
+
+class ImportCreateSerializer(serializers.Serializer):
+    file = serializers.FileField(required=False, help_text="The CSV file (multipart/form-data).")
+    content = StrictCharField(required=False, trim_whitespace=False,
+                              help_text="Or the CSV text itself, in a JSON body (small lists).")
+    filename = StrictCharField(required=False, max_length=255, help_text="Name to show for `content`.")
+
+    class Meta:
+        ref_name = "ImportCreate"
+
+    def validate(self, attrs):
+        if ("file" in attrs) == ("content" in attrs):
+            raise serializers.ValidationError({"file": ["Send either a file (multipart) or content (JSON)."]})
+        if "content" in attrs and not attrs["content"].strip():
+            raise serializers.ValidationError({"content": ["The CSV is empty; a header row is required."]})
+        return attrs
+
+
+class ImportSerializer(serializers.ModelSerializer):
+    progress = serializers.IntegerField(source="progress_percent", help_text="0 to 100.")
+    rejects_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Import
+        fields = ("id", "original_name", "status", "progress", "size_bytes", "bytes_read", "encoding", "delimiter",
+                  "rows_read", "created", "updated", "rejected", "error", "rejects_url", "created_at", "started_at",
+                  "finished_at")
+        read_only_fields = fields
+        ref_name = "Import"
+
+    def get_rejects_url(self, obj) -> str | None:
+        if not obj.rejects_file:
+            return None
+        url = f"/api/v1/imports/{obj.pk}/rejects"
+        request = self.context.get("request")
+        return request.build_absolute_uri(url) if request else url

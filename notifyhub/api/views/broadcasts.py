@@ -1,13 +1,18 @@
 """``/api/v1/topics``, ``/api/v1/segments`` and ``/api/v1/imports``: broadcast audiences."""
+from django.http import FileResponse
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics, status, viewsets
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from notifyhub.api.serializers.broadcasts import (
+    ImportCreateSerializer,
+    ImportSerializer,
     SegmentPreviewSerializer,
     SegmentSerializer,
     SubscribersAddSerializer,
@@ -16,9 +21,15 @@ from notifyhub.api.serializers.broadcasts import (
     SubscribersRemoveSerializer,
     TopicSerializer,
 )
-from notifyhub.broadcasts.models import Segment, Topic
+from notifyhub.broadcasts.models import Import, Segment, Topic
 from notifyhub.broadcasts.selectors import segment_preview, topic_subscriptions, topics_with_counts
-from notifyhub.broadcasts.services import AudienceRejected, topic_subscribers_add, topic_subscribers_remove
+from notifyhub.broadcasts.services import (
+    AudienceRejected,
+    import_create,
+    import_create_from_text,
+    topic_subscribers_add,
+    topic_subscribers_remove,
+)
 
 EDIT = {"GET": "read", "POST": "manage", "PUT": "manage", "PATCH": "manage", "DELETE": "manage"}
 
@@ -161,3 +172,87 @@ class SegmentPreviewView(APIView):
     def post(self, request, key):
         count, sample = segment_preview(segment=get_object_or_404(Segment, key=key))
         return Response(SegmentPreviewSerializer({"count": count, "sample": sample}).data)
+
+
+IMPORT = {"id": 7, "original_name": "crm-export.csv", "status": "running", "progress": 42, "size_bytes": 5242880,
+          "bytes_read": 2202009, "encoding": "utf-8-sig", "delimiter": ",", "rows_read": 41000, "created": 39500,
+          "updated": 1100, "rejected": 400, "error": "", "rejects_url": None, "created_at": "2026-11-28T08:00:00Z",
+          "started_at": "2026-11-28T08:00:01Z", "finished_at": None}
+IMPORT_JSON = {"filename": "vip.csv", "content": "external_id,name,email,data.city,topics\n"
+                                                 "user-42,Ada,ada@example.com,上海,release-notes;outage\n"}
+
+
+class ImportListCreateView(generics.ListAPIView):
+    scopes = {"GET": "read", "POST": "send"}
+    serializer_class = ImportSerializer
+    parser_classes = (MultiPartParser, JSONParser)
+
+    def get_queryset(self):
+        return Import.objects.order_by("-created_at")
+
+    @extend_schema(
+        summary="List recipient imports",
+        description="CSV imports, newest first, with their status and counts (scope read).",
+        examples=[OpenApiExample("Imports", value={"count": 1, "next": None, "previous": None, "results": [IMPORT]},
+                                 response_only=True)],
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Import recipients from CSV",
+        description="Upload a CSV file as `file` (multipart/form-data), or send small lists as `content` in a "
+                    "JSON body. Columns: `external_id` (required), `name`, `email`, `phone` (E.164), `locale`, "
+                    "`timezone` (IANA), `data.<key>` (numbers become JSON numbers) and `topics` (`;`-separated "
+                    "topic keys to subscribe to); a header row is required. UTF-8 with or without BOM, or "
+                    "GB18030; comma or tab separated — both detected. The import runs in the background: answers "
+                    "202 with the import; poll `GET /imports/{id}` for progress. A bad row (bad email or phone, "
+                    "unknown timezone or topic, duplicate id in the file, missing external_id) is rejected with "
+                    "its reason into the rejects CSV and never stops the import (scope send). API uploads are "
+                    "limited by NOTIFYHUB_MAX_BODY_BYTES; upload larger files in the admin.",
+        request={"multipart/form-data": ImportCreateSerializer, "application/json": ImportCreateSerializer},
+        responses={202: ImportSerializer},
+        examples=[OpenApiExample("CSV text", value=IMPORT_JSON, request_only=True, media_type="application/json"),
+                  OpenApiExample("Import", value={**IMPORT, "status": "queued", "progress": 0}, response_only=True)],
+    )
+    def post(self, request):
+        serializer = ImportCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        if "file" in data:
+            record = import_create(upload=data["file"], original_name=data["file"].name, api_key=request.auth)
+        else:
+            record = import_create_from_text(text=data["content"], original_name=data.get("filename", ""),
+                                             api_key=request.auth)
+        return Response(ImportSerializer(record, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ImportDetailView(generics.RetrieveAPIView):
+    scopes = {"GET": "read"}
+    serializer_class = ImportSerializer
+    queryset = Import.objects.all()
+
+    @extend_schema(
+        summary="Read a recipient import",
+        description="Status (queued, running, done, failed), progress in percent and counts; when done with "
+                    "rejected rows, `rejects_url` downloads them (scope read).",
+        examples=[OpenApiExample("Import", value=IMPORT, response_only=True)],
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class ImportRejectsView(APIView):
+    scopes = {"GET": "read"}
+
+    @extend_schema(
+        summary="Download an import's rejected rows",
+        description="A CSV (UTF-8 with BOM): the line number, the reason, then the row as it was (scope read).",
+        responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description="The rejected rows.")},
+    )
+    def get(self, request, pk):
+        record = get_object_or_404(Import, pk=pk)
+        if not record.rejects_file:
+            return Response({"detail": "This import has no rejected rows."}, status=status.HTTP_404_NOT_FOUND)
+        return FileResponse(record.rejects_file.open("rb"), as_attachment=True,
+                            filename=f"import-{record.pk}-rejects.csv", content_type="text/csv")
