@@ -153,3 +153,35 @@ def test_statements_per_chunk_do_not_depend_on_its_size(topics):
     assert ContactPoint.objects.filter(kind="sms").count() == 10 + IMPORT_CHUNK_ROWS
     per_chunk = run(2 * IMPORT_CHUNK_ROWS, "m") - one_chunk
     assert run(3 * IMPORT_CHUNK_ROWS, "x") == one_chunk + 2 * per_chunk
+
+
+@pytest.mark.services
+def test_admin_upload_shows_progress_while_running_and_the_rejects_at_the_end(start_worker, admin_client, topics):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.urls import reverse
+
+    start_worker(beat=False, concurrency=1)
+    upload = SimpleUploadedFile("crowd.csv", csv_bytes(rows(20000), encoding="gb18030"), content_type="text/csv")
+    response = admin_client.post(reverse("admin:broadcasts_import_add"), {"file": upload})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    record = Import.objects.get()
+    page = admin_client.get(response.url).content.decode()
+    assert '<progress max="100"' in page and reverse("admin:broadcasts_import_status", args=[record.pk]) in page
+    status_url = reverse("admin:broadcasts_import_status", args=[record.pk])
+    seen = set()
+
+    def finished():
+        state = admin_client.get(status_url).json()
+        if state["status"] == "running":
+            seen.add(state["progress"])
+        return state["status"] in ("done", "failed") and state
+
+    state = wait_until(finished, timeout=120, interval=0.05, message="import finished")
+    assert state["status"] == "done" and state["progress"] == 100 and state["rejected"] == len(BAD) + 1
+    assert any(0 < p < 100 for p in seen), seen  # the bar moved while it ran
+    page = admin_client.get(reverse("admin:broadcasts_import_change", args=[record.pk])).content.decode()
+    assert 'data-active="0"' in page and "rejected row(s) with reasons" in page
+    download = admin_client.get(reverse("admin:broadcasts_import_rejects", args=[record.pk]))
+    text = b"".join(download.streaming_content).decode("utf-8-sig")
+    assert text.startswith("line,reason,external_id") and "unknown timezone 'Mars/Olympus'" in text
+    assert admin_client.get(reverse("admin:broadcasts_import_changelist")).status_code == 200
