@@ -107,3 +107,79 @@ class Import(models.Model):
         if not self.size_bytes:
             return 0
         return min(99, int(100 * self.bytes_read / self.size_bytes))
+
+
+class BroadcastStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    SCHEDULED = "scheduled", "Scheduled"
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    PAUSED = "paused", "Paused"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class ScheduleKind(models.TextChoices):
+    NOW = "now", "Now"
+    ONCE = "once", "Once, at a time"
+    CRON = "cron", "Recurring: cron expression"
+    INTERVAL = "interval", "Recurring: every N minutes/hours/days"
+
+
+class IntervalUnit(models.TextChoices):
+    MINUTES = "minutes", "Minutes"
+    HOURS = "hours", "Hours"
+    DAYS = "days", "Days"
+
+
+class Broadcast(models.Model):
+    """A template sent to an audience resolved at each run: now, once, or on a schedule.
+
+    notifyhub owns the beat entry (``periodic_task``): it is created, changed and removed by the
+    broadcast services, never by hand.
+    """
+
+    name = models.CharField(max_length=200)
+    template = models.ForeignKey("messaging.Template", on_delete=models.PROTECT, related_name="+")
+    topics = models.ManyToManyField(Topic, blank=True, related_name="broadcasts")
+    segment = models.ForeignKey(Segment, on_delete=models.PROTECT, null=True, blank=True, related_name="broadcasts")
+    all_recipients = models.BooleanField(default=False, help_text="Every recipient (needs a confirmation).")
+    context = models.JSONField(default=dict, blank=True)
+    channels = models.JSONField(default=list, blank=True, help_text="Only these channel kinds; empty: all.")
+    priority = models.CharField(max_length=10, default="normal")
+    schedule = models.CharField(max_length=10, choices=ScheduleKind.choices, default=ScheduleKind.NOW)
+    send_at = models.DateTimeField(null=True, blank=True, help_text="For once: when.")
+    cron = models.CharField(max_length=100, blank=True, help_text="For cron: minute hour day month weekday.")
+    interval_every = models.PositiveIntegerField(null=True, blank=True)
+    interval_unit = models.CharField(max_length=10, choices=IntervalUnit.choices, blank=True)
+    timezone = models.CharField(max_length=64, default="UTC", help_text="IANA zone of the cron and of send_at.")
+    starts_at = models.DateTimeField(null=True, blank=True)
+    ends_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=BroadcastStatus.choices, default=BroadcastStatus.DRAFT)
+    periodic_task = models.OneToOneField("django_celery_beat.PeriodicTask", on_delete=models.SET_NULL, null=True,
+                                         blank=True, related_name="+", editable=False)
+    api_key = models.ForeignKey("clients.ApiKey", on_delete=models.SET_NULL, null=True, blank=True,
+                                related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+
+    def __str__(self):
+        return self.name
+
+
+class BroadcastRun(models.Model):
+    """One run of a broadcast: the audience as it was then, sent as one Message."""
+
+    broadcast = models.ForeignKey(Broadcast, on_delete=models.CASCADE, related_name="runs")
+    message = models.OneToOneField("messaging.Message", on_delete=models.SET_NULL, null=True, blank=True,
+                                   related_name="+")
+    recipient_count = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("-started_at",)
+
+    def __str__(self):
+        return f"{self.broadcast} @ {self.started_at:%Y-%m-%d %H:%M}"
