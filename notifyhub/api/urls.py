@@ -9,6 +9,7 @@ router.register("categories", manage.CategoryViewSet, basename="category")
 router.register("channels", manage.ChannelConfigViewSet, basename="channel")
 router.register("topics", broadcasts.TopicViewSet, basename="topic")
 router.register("segments", broadcasts.SegmentViewSet, basename="segment")
+router.register("broadcasts", broadcasts.BroadcastViewSet, basename="broadcast")
 
 app_name = "api"
 urlpatterns = [
@@ -30,5 +31,10 @@ urlpatterns = [
     path("imports", broadcasts.ImportListCreateView.as_view(), name="imports"),
     path("imports/<int:pk>", broadcasts.ImportDetailView.as_view(), name="import-detail"),
     path("imports/<int:pk>/rejects", broadcasts.ImportRejectsView.as_view(), name="import-rejects"),
+    path("broadcasts/<int:pk>/schedule", broadcasts.BroadcastScheduleView.as_view(), name="broadcast-schedule"),
+    path("broadcasts/<int:pk>/pause", broadcasts.BroadcastPauseView.as_view(), name="broadcast-pause"),
+    path("broadcasts/<int:pk>/resume", broadcasts.BroadcastResumeView.as_view(), name="broadcast-resume"),
+    path("broadcasts/<int:pk>/cancel", broadcasts.BroadcastCancelView.as_view(), name="broadcast-cancel"),
+    path("broadcasts/<int:pk>/runs", broadcasts.BroadcastRunsView.as_view(), name="broadcast-runs"),
     path("", include(router.urls)),
 ]

@@ -7,6 +7,7 @@ inline this module adds to the registered recipient admin (preferences never imp
 """
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
@@ -16,7 +17,24 @@ from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 
 import preferences.admin  # noqa: F401 — the recipient admin must be registered before it is extended
-from notifyhub.broadcasts.models import Import, ImportStatus, Segment, Subscription, Topic
+from notifyhub.broadcasts.models import (
+    Broadcast,
+    BroadcastRun,
+    BroadcastStatus,
+    Import,
+    ImportStatus,
+    Segment,
+    Subscription,
+    Topic,
+)
+from notifyhub.broadcasts.runs import (
+    broadcast_audience,
+    broadcast_cancel,
+    broadcast_delete,
+    broadcast_pause,
+    broadcast_resume,
+    broadcast_schedule,
+)
 from notifyhub.broadcasts.segments import SegmentInvalid, segment_validate
 from notifyhub.broadcasts.selectors import segment_preview
 from notifyhub.broadcasts.services import (
@@ -279,3 +297,100 @@ class ImportAdmin(admin.ModelAdmin):
             return "—"
         return format_html('<a href="{}">Download the {} rejected row(s) with reasons (CSV)</a>',
                            reverse("admin:broadcasts_import_rejects", args=[obj.pk]), obj.rejected)
+
+
+class BroadcastForm(forms.ModelForm):
+    confirm_all = forms.BooleanField(required=False, label="Yes, send to every recipient",
+                                     help_text="Required when 'all recipients' is ticked.")
+
+    class Meta:
+        model = Broadcast
+        fields = ("name", "template", "topics", "segment", "all_recipients", "confirm_all", "context", "channels",
+                  "priority", "schedule", "send_at", "cron", "interval_every", "interval_unit", "timezone",
+                  "starts_at", "ends_at")
+
+    def clean(self):
+        data = super().clean()
+        if data.get("all_recipients") and not data.get("confirm_all"):
+            self.add_error("confirm_all", "Confirm that this broadcast goes to every recipient.")
+        return data
+
+
+class BroadcastRunInline(admin.TabularInline):
+    model = BroadcastRun
+    extra = 0
+    can_delete = False
+    fields = ("started_at", "recipient_count", "message_link")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="message")
+    def message_link(self, obj):
+        if obj.message_id is None:
+            return "—"
+        return format_html('<a href="{}">{}</a>', reverse("admin:messaging_message_change", args=[obj.message_id]),
+                           obj.message_id)
+
+
+@admin.register(Broadcast)
+class BroadcastAdmin(admin.ModelAdmin):
+    form = BroadcastForm
+    list_display = ("name", "template", "schedule", "status", "updated_at")
+    list_filter = ("status", "schedule")
+    search_fields = ("name",)
+    autocomplete_fields = ("topics",)
+    readonly_fields = ("status", "audience_size", "periodic_task")
+    inlines = (BroadcastRunInline,)
+    actions = ("schedule_selected", "pause_selected", "resume_selected", "cancel_selected")
+
+    @admin.display(description="audience size now")
+    def audience_size(self, obj):
+        return "—" if obj.pk is None else broadcast_audience(broadcast=obj).order_by().count()
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        broadcast = form.instance
+        if broadcast.status in (BroadcastStatus.SCHEDULED, BroadcastStatus.PAUSED) and \
+                broadcast.schedule != "now":
+            try:  # an edit of a scheduled broadcast changes its beat entry
+                broadcast_schedule(broadcast=broadcast)
+                if broadcast.status == BroadcastStatus.PAUSED:
+                    broadcast_pause(broadcast=broadcast)
+            except ValidationError as exc:
+                messages.error(request, f"Not rescheduled: {'; '.join(exc.messages)}")
+
+    def delete_model(self, request, obj):
+        broadcast_delete(broadcast=obj)
+
+    def delete_queryset(self, request, queryset):
+        for broadcast in queryset:
+            broadcast_delete(broadcast=broadcast)
+
+    def _each(self, request, queryset, service, verb):
+        done = 0
+        for broadcast in queryset:
+            try:
+                service(broadcast=broadcast)
+                done += 1
+            except ValidationError as exc:
+                messages.error(request, f"{broadcast}: {'; '.join(exc.messages)}")
+        if done:
+            messages.success(request, f"{done} broadcast(s) {verb}.")
+
+    @admin.action(description="Schedule (or send now) selected broadcasts", permissions=("change",))
+    def schedule_selected(self, request, queryset):
+        self._each(request, queryset, broadcast_schedule, "scheduled")
+
+    @admin.action(description="Pause selected broadcasts", permissions=("change",))
+    def pause_selected(self, request, queryset):
+        self._each(request, queryset, broadcast_pause, "paused")
+
+    @admin.action(description="Resume selected broadcasts", permissions=("change",))
+    def resume_selected(self, request, queryset):
+        self._each(request, queryset, broadcast_resume, "resumed")
+
+    @admin.action(description="Cancel selected broadcasts", permissions=("change",))
+    def cancel_selected(self, request, queryset):
+        self._each(request, queryset, broadcast_cancel, "cancelled")

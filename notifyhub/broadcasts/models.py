@@ -3,6 +3,7 @@ from django.conf import settings
 from django.core.files.storage import FileSystemStorage
 from django.db import models
 
+from notifyhub.messaging.models import MessagePriority
 from preferences.models import Category, Recipient
 
 
@@ -145,7 +146,7 @@ class Broadcast(models.Model):
     all_recipients = models.BooleanField(default=False, help_text="Every recipient (needs a confirmation).")
     context = models.JSONField(default=dict, blank=True)
     channels = models.JSONField(default=list, blank=True, help_text="Only these channel kinds; empty: all.")
-    priority = models.CharField(max_length=10, default="normal")
+    priority = models.CharField(max_length=10, choices=MessagePriority.choices, default=MessagePriority.NORMAL)
     schedule = models.CharField(max_length=10, choices=ScheduleKind.choices, default=ScheduleKind.NOW)
     send_at = models.DateTimeField(null=True, blank=True, help_text="For once: when.")
     cron = models.CharField(max_length=100, blank=True, help_text="For cron: minute hour day month weekday.")

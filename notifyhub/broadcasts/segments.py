@@ -10,13 +10,13 @@ kind), ``topic`` (a topic key) and ``data.<key>[.<key>...]``. ``!=`` on a ``data
 matches recipients without that key. Order comparisons on ``data`` keys compare numbers only
 (a string "10" never passes ``> 3``), on PostgreSQL and on SQLite.
 """
+import json
 import operator
 from datetime import UTC, datetime
 from functools import reduce
 
 from django.core.exceptions import ValidationError
-from django.db import connection
-from django.db.models import CharField, Exists, F, Func, OuterRef, Q, Value
+from django.db.models import BooleanField, CharField, Exists, F, Func, OuterRef, Q, Value
 from django.db.models.fields.json import KeyTextTransform, KeyTransform, compile_json_path
 from django.db.models.lookups import Contains, Exact
 from django.utils.dateparse import parse_date, parse_datetime
@@ -179,6 +179,26 @@ class JsonType(Func):
                 f"ELSE json_type({sql}, %s) END)"), [*params, path, *params, path]
 
 
+class JsonArrayHas(Func):
+    """The list at a ``data`` key path has ``value`` as an element."""
+
+    output_field = BooleanField()
+    conditional = True
+
+    def __init__(self, keys: list[str], value):
+        super().__init__(F("data"))
+        self.keys, self.value = keys, value
+
+    def as_postgresql(self, compiler, connection, **extra):
+        sql, params = compiler.compile(_key(self.source_expressions[0], self.keys))
+        return f"({sql} @> %s::jsonb)", [*params, json.dumps([self.value])]
+
+    def as_sql(self, compiler, connection, **extra):  # SQLite
+        sql, params = compiler.compile(self.source_expressions[0])
+        return (f"EXISTS (SELECT 1 FROM json_each({sql}, %s) AS element WHERE element.value = %s)",  # noqa: S608
+                [*params, compile_json_path(self.keys), self.value])
+
+
 def _key(base, keys: list[str]) -> KeyTransform:
     expression = base
     for key in keys:
@@ -207,9 +227,8 @@ def _data_q(keys: list[str], op: str, value) -> Q:
     if op == "contains":
         text = KeyTextTransform(keys[-1], _key(_data_column(), keys[:-1]))
         parts = [_is_type(keys, "string") & Q(Contains(text, value))] if isinstance(value, str) else []
-        if connection.vendor == "postgresql":
-            parts.append(_is_type(keys, "array") & Q(key.get_lookup("contains")(key, [value])))
-        return reduce(operator.or_, parts) if parts else Q(pk__in=[])
+        parts.append(_is_type(keys, "array") & Q(JsonArrayHas(keys, value)))
+        return reduce(operator.or_, parts)
     return Q(key.get_lookup(lookup[op])(key, value))
 
 

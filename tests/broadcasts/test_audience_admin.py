@@ -85,3 +85,44 @@ def test_audience_admin_pages_render(admin_client):
     for name in ("broadcasts_topic_add", "broadcasts_segment_add", "broadcasts_segment_changelist",
                  "broadcasts_subscription_changelist"):
         assert admin_client.get(url(name)).status_code == 200, name
+
+
+def _broadcast_form(template, topic, **extra):
+    return {"name": "Weekly", "template": template.pk, "topics": [topic.pk], "segment": "", "context":
+            json.dumps({"name": "all", "code": "1"}), "channels": "[]", "priority": "normal", "schedule": "cron",
+            "send_at_0": "", "send_at_1": "", "cron": "0 10 * * 1", "interval_every": "", "interval_unit": "",
+            "timezone": "Asia/Shanghai", "starts_at_0": "", "starts_at_1": "", "ends_at_0": "", "ends_at_1": "",
+            "runs-TOTAL_FORMS": "0", "runs-INITIAL_FORMS": "0", "runs-MIN_NUM_FORMS": "0",
+            "runs-MAX_NUM_FORMS": "1000", **extra}
+
+
+def test_operator_schedules_edits_pauses_and_deletes_a_broadcast(admin_client):
+    from django_celery_beat.models import PeriodicTask
+
+    from notifyhub.broadcasts.models import Broadcast
+
+    template, topic = factories.template(), Topic.objects.create(key="news", name="News")
+    Subscription.objects.create(topic=topic, recipient=factories.recipient())
+    response = admin_client.post(url("broadcasts_broadcast_add"), _broadcast_form(template, topic, all_recipients="on"))
+    assert response.status_code == 200 and "Confirm that this broadcast goes to every recipient" in \
+        response.content.decode()
+    response = admin_client.post(url("broadcasts_broadcast_add"), _broadcast_form(template, topic))
+    assert response.status_code == 302, response.content.decode()[:3000]
+    b = Broadcast.objects.get()
+    admin_client.post(url("broadcasts_broadcast_changelist"), {"action": "schedule_selected", "_selected_action":
+                                                              [b.pk]})
+    task = PeriodicTask.objects.get(name=f"notifyhub-broadcast-{b.pk}")
+    assert task.crontab.hour == "10"
+    page = admin_client.get(url("broadcasts_broadcast_change", b.pk)).content.decode()
+    assert "audience size now" in page.lower()
+    response = admin_client.post(url("broadcasts_broadcast_change", b.pk), _broadcast_form(template, topic,
+                                                                                        cron="30 8 * * *"))
+    assert response.status_code == 302
+    task.refresh_from_db()
+    assert (task.crontab.minute, task.crontab.hour) == ("30", "8")  # saving the broadcast changed its beat entry
+    admin_client.post(url("broadcasts_broadcast_changelist"), {"action": "pause_selected", "_selected_action":
+                                                              [b.pk]})
+    task.refresh_from_db()
+    assert not task.enabled
+    response = admin_client.post(url("broadcasts_broadcast_delete", b.pk), {"post": "yes"})
+    assert response.status_code == 302 and not PeriodicTask.objects.filter(pk=task.pk).exists()

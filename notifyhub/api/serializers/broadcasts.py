@@ -4,8 +4,9 @@ from rest_framework import serializers
 
 from notifyhub.api.fields import StrictCharField
 from notifyhub.api.serializers.recipients import RecipientRefField
-from notifyhub.broadcasts.models import Import, Segment, Subscription, Topic
+from notifyhub.broadcasts.models import Broadcast, BroadcastRun, Import, Segment, Subscription, Topic
 from notifyhub.broadcasts.segments import SegmentInvalid, segment_validate
+from notifyhub.messaging.models import Template
 from preferences.models import Category, Recipient
 
 MAX_IDS = settings.NOTIFYHUB_MAX_RECIPIENTS_PER_REQUEST
@@ -140,3 +141,38 @@ class ImportSerializer(serializers.ModelSerializer):
         url = f"/api/v1/imports/{obj.pk}/rejects"
         request = self.context.get("request")
         return request.build_absolute_uri(url) if request else url
+
+
+class BroadcastSerializer(serializers.ModelSerializer):
+    template = serializers.SlugRelatedField(slug_field="key", queryset=Template.objects.filter(active=True),
+                                            help_text="Template key.")
+    topics = serializers.SlugRelatedField(slug_field="key", queryset=Topic.objects.all(), many=True, required=False,
+                                          help_text="Topic keys; the audience is their subscribers.")
+    segment = serializers.SlugRelatedField(slug_field="key", queryset=Segment.objects.all(), allow_null=True,
+                                           required=False, help_text="Segment key; added to the topics' audience.")
+    confirm_all = serializers.BooleanField(write_only=True, required=False, default=False,
+                                           help_text="Must be true when all_recipients is.")
+    name = StrictCharField(max_length=200)
+
+    class Meta:
+        model = Broadcast
+        fields = ("id", "name", "template", "topics", "segment", "all_recipients", "confirm_all", "context",
+                  "channels", "priority", "schedule", "send_at", "cron", "interval_every", "interval_unit",
+                  "timezone", "starts_at", "ends_at", "status", "created_at", "updated_at")
+        read_only_fields = ("id", "status", "created_at", "updated_at")
+        ref_name = "Broadcast"
+
+    def validate(self, attrs):
+        if attrs.get("all_recipients") and not attrs.pop("confirm_all", False):
+            raise serializers.ValidationError({"confirm_all": ["Confirm that this broadcast goes to every recipient."]})
+        attrs.pop("confirm_all", None)
+        return attrs
+
+
+class BroadcastRunSerializer(serializers.ModelSerializer):
+    message_status = serializers.CharField(source="message.status", default=None, read_only=True)
+
+    class Meta:
+        model = BroadcastRun
+        fields = ("id", "message", "message_status", "recipient_count", "started_at")
+        ref_name = "BroadcastRun"

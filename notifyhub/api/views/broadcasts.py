@@ -11,6 +11,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from notifyhub.api.serializers.broadcasts import (
+    BroadcastRunSerializer,
+    BroadcastSerializer,
     ImportCreateSerializer,
     ImportSerializer,
     SegmentPreviewSerializer,
@@ -21,7 +23,14 @@ from notifyhub.api.serializers.broadcasts import (
     SubscribersRemoveSerializer,
     TopicSerializer,
 )
-from notifyhub.broadcasts.models import Import, Segment, Topic
+from notifyhub.broadcasts.models import Broadcast, Import, Segment, Topic
+from notifyhub.broadcasts.runs import (
+    broadcast_cancel,
+    broadcast_delete,
+    broadcast_pause,
+    broadcast_resume,
+    broadcast_schedule,
+)
 from notifyhub.broadcasts.selectors import segment_preview, topic_subscriptions, topics_with_counts
 from notifyhub.broadcasts.services import (
     AudienceRejected,
@@ -256,3 +265,85 @@ class ImportRejectsView(APIView):
             return Response({"detail": "This import has no rejected rows."}, status=status.HTTP_404_NOT_FOUND)
         return FileResponse(record.rejects_file.open("rb"), as_attachment=True,
                             filename=f"import-{record.pk}-rejects.csv", content_type="text/csv")
+
+
+BROADCAST_WRITE = {"name": "Weekly digest", "template": "digest", "topics": ["release-notes"], "segment": None,
+                   "context": {"week": "48"}, "channels": ["email", "inapp"], "schedule": "cron",
+                   "cron": "0 10 * * 1", "timezone": "Asia/Shanghai"}
+BROADCAST = {"id": 3, **BROADCAST_WRITE, "all_recipients": False, "priority": "normal", "send_at": None,
+             "interval_every": None, "interval_unit": "", "starts_at": None, "ends_at": None, "status": "scheduled",
+             "created_at": "2026-11-28T08:00:00Z", "updated_at": "2026-11-28T08:00:00Z"}
+SEND = {"GET": "read", "POST": "send", "PUT": "send", "PATCH": "send", "DELETE": "send"}
+
+
+@_crud_docs("broadcast", "broadcasts", BROADCAST, BROADCAST_WRITE,
+            " A key sees only its own broadcasts. The audience (topics ∪ segment, or all recipients with "
+            "`confirm_all`) is resolved at each run; schedules are `now`, `once` (`send_at`), `cron` (five fields, "
+            "in `timezone`) or `interval` (`interval_every` `interval_unit`). Saving a scheduled broadcast changes "
+            "its schedule; deleting it removes its schedule.")
+class BroadcastViewSet(viewsets.ModelViewSet):
+    scopes = SEND
+    serializer_class = BroadcastSerializer
+
+    def get_queryset(self):
+        return (Broadcast.objects.filter(api_key=self.request.auth).select_related("template", "segment")
+                .prefetch_related("topics"))
+
+    def perform_create(self, serializer):
+        serializer.save(api_key=self.request.auth)
+
+    def perform_update(self, serializer):
+        broadcast = serializer.save()
+        if broadcast.status in ("scheduled", "paused") and broadcast.schedule != "now":
+            paused = broadcast.status == "paused"
+            broadcast_schedule(broadcast=broadcast)
+            if paused:
+                broadcast_pause(broadcast=broadcast)
+
+    def perform_destroy(self, instance):
+        broadcast_delete(broadcast=instance)
+
+
+def _broadcast_action(service, summary: str, description: str):
+    class View(APIView):
+        scopes = {"POST": "send"}
+
+        @extend_schema(summary=summary, description=description + " Answers the broadcast (scope send).",
+                       request=None, responses={200: BroadcastSerializer},
+                       examples=[OpenApiExample("Broadcast", value=BROADCAST, response_only=True)])
+        def post(self, request, pk):
+            broadcast = get_object_or_404(Broadcast, pk=pk, api_key=request.auth)
+            service(broadcast=broadcast)
+            broadcast.refresh_from_db()
+            return Response(BroadcastSerializer(broadcast).data)
+
+    View.__name__ = f"Broadcast{summary.split()[0]}View"
+    return View
+
+
+BroadcastScheduleView = _broadcast_action(
+    broadcast_schedule, "Schedule a broadcast",
+    "Checks it (audience, template context, schedule) and puts it on its schedule: `now` runs at once; other "
+    "schedules become a beat entry notifyhub owns. A broadcast that cannot run answers 400 by field.")
+BroadcastPauseView = _broadcast_action(broadcast_pause, "Pause a broadcast", "No further runs until resumed.")
+BroadcastResumeView = _broadcast_action(broadcast_resume, "Resume a broadcast", "Runs again on its schedule.")
+BroadcastCancelView = _broadcast_action(
+    broadcast_cancel, "Cancel a broadcast", "No further runs; what is unsent of runs in progress is cancelled.")
+
+
+class BroadcastRunsView(generics.ListAPIView):
+    scopes = {"GET": "read"}
+    serializer_class = BroadcastRunSerializer
+
+    def get_queryset(self):
+        broadcast = get_object_or_404(Broadcast, pk=self.kwargs["pk"], api_key=self.request.auth)
+        return broadcast.runs.select_related("message").order_by("-started_at")
+
+    @extend_schema(summary="List a broadcast's runs",
+                   description="Each run is one message with the audience as it was then; newest first "
+                               "(scope read). Follow `message` to `GET /messages/{id}` for its deliveries.",
+                   examples=[OpenApiExample("Runs", value={"count": 1, "next": None, "previous": None, "results": [
+                       {"id": 9, "message": "6f1c2a4e-3b7d-4c1e-9a55-0d2f6b8e9c10", "message_status": "sent",
+                        "recipient_count": 1280, "started_at": "2026-11-30T02:00:00Z"}]}, response_only=True)])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
