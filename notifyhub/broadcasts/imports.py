@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import re
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,7 +169,7 @@ def import_run(*, import_id: int) -> str:
 def _import_file(record: Import) -> None:
     path = record.file.path
     encoding = _detect_encoding(path)
-    rejects_name = f"rejects/import-{record.pk}-rejects.csv"
+    rejects_name = f"rejects/import-{record.pk}-{uuid.uuid4().hex[:8]}-rejects.csv"
     rejects_path = Path(record.rejects_file.storage.path(rejects_name))
     rejects_path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "rb") as binary, open(rejects_path, "w", encoding="utf-8-sig", newline="") as out:

@@ -115,15 +115,23 @@ def broadcast_schedule(*, broadcast: Broadcast) -> Broadcast:
 
 def _periodic_task_remove(broadcast: Broadcast) -> None:
     if broadcast.periodic_task_id:
-        PeriodicTask.objects.filter(pk=broadcast.periodic_task_id).delete()
+        PeriodicTask.objects.get(pk=broadcast.periodic_task_id).delete()  # the model's delete tells beat
         broadcast.periodic_task = None
         broadcast.save(update_fields=["periodic_task", "updated_at"])
+
+
+def _periodic_task_enable(broadcast: Broadcast, enabled: bool) -> None:
+    """Saved through the model, so beat's DatabaseScheduler sees the change (a queryset update would not)."""
+    task = PeriodicTask.objects.filter(pk=broadcast.periodic_task_id).first()
+    if task is not None and task.enabled != enabled:
+        task.enabled = enabled
+        task.save(update_fields=["enabled"])
 
 
 @transaction.atomic
 def broadcast_pause(*, broadcast: Broadcast) -> Broadcast:
     """No further runs until resumed (the beat entry is disabled)."""
-    PeriodicTask.objects.filter(pk=broadcast.periodic_task_id).update(enabled=False)
+    _periodic_task_enable(broadcast, False)
     broadcast.status = BroadcastStatus.PAUSED
     broadcast.save(update_fields=["status", "updated_at"])
     return broadcast
@@ -131,7 +139,7 @@ def broadcast_pause(*, broadcast: Broadcast) -> Broadcast:
 
 @transaction.atomic
 def broadcast_resume(*, broadcast: Broadcast) -> Broadcast:
-    PeriodicTask.objects.filter(pk=broadcast.periodic_task_id).update(enabled=True)
+    _periodic_task_enable(broadcast, True)
     broadcast.status = BroadcastStatus.SCHEDULED
     broadcast.save(update_fields=["status", "updated_at"])
     return broadcast
