@@ -5,6 +5,7 @@ pasted external ids (set-based, like the API) and links to the filtered subscrip
 instead of rendering them inline. A recipient's topics are shown on the recipient's page by an
 inline this module adds to the registered recipient admin (preferences never imports broadcasts).
 """
+import django_celery_beat.admin  # noqa: F401 — registered before it is guarded below
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
@@ -15,6 +16,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
+from django_celery_beat.models import PeriodicTask
 
 import preferences.admin  # noqa: F401 — the recipient admin must be registered before it is extended
 from notifyhub.broadcasts.models import (
@@ -28,6 +30,7 @@ from notifyhub.broadcasts.models import (
     Topic,
 )
 from notifyhub.broadcasts.runs import (
+    BEAT_PREFIX,
     broadcast_audience,
     broadcast_cancel,
     broadcast_delete,
@@ -150,6 +153,29 @@ class TopicSubscriptionInline(admin.TabularInline):
 
 
 _recipient_admin = type(admin.site._registry[Recipient])
+
+
+def _managed_by_broadcast(obj) -> bool:
+    return obj is not None and obj.name.startswith(BEAT_PREFIX)
+
+
+class _BeatEntryGuard:
+    """Beat entries of broadcasts are owned by notifyhub: read-only in Periodic Tasks (edit the
+    broadcast instead), and not deletable there (delete or cancel the broadcast)."""
+
+    def has_change_permission(self, request, obj=None):
+        return not _managed_by_broadcast(obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return not _managed_by_broadcast(obj) and super().has_delete_permission(request, obj)
+
+
+_beat_admin = admin.site._registry.get(PeriodicTask)
+if _beat_admin is not None and not isinstance(_beat_admin, _BeatEntryGuard):
+    _guarded = type("PeriodicTaskAdmin", (_BeatEntryGuard, type(_beat_admin)), {})
+    admin.site.unregister(PeriodicTask)
+    admin.site.register(PeriodicTask, _guarded)
+
 if TopicSubscriptionInline not in _recipient_admin.inlines:
     _recipient_admin.inlines = (*_recipient_admin.inlines, TopicSubscriptionInline)
 

@@ -30,6 +30,7 @@ from notifyhub.messaging.services.cancel import FINAL_MESSAGE, message_cancel
 from preferences.models import Recipient
 
 RUN_TASK = "notifyhub.broadcast_run"
+BEAT_PREFIX = "notifyhub-broadcast-"
 RUNNABLE = (BroadcastStatus.SCHEDULED, BroadcastStatus.RUNNING, BroadcastStatus.COMPLETED)
 
 
@@ -103,7 +104,7 @@ def broadcast_schedule(*, broadcast: Broadcast) -> Broadcast:
               "description": f"Broadcast {broadcast.pk}: {broadcast.name} (managed by notifyhub; edit the broadcast)"}
     task = broadcast.periodic_task
     if task is None:
-        task = PeriodicTask.objects.create(name=f"notifyhub-broadcast-{broadcast.pk}", **fields)
+        task = PeriodicTask.objects.create(name=f"{BEAT_PREFIX}{broadcast.pk}", **fields)
         broadcast.periodic_task = task
         broadcast.save(update_fields=["periodic_task", "updated_at"])
     else:

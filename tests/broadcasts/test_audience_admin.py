@@ -126,3 +126,30 @@ def test_operator_schedules_edits_pauses_and_deletes_a_broadcast(admin_client):
     assert not task.enabled
     response = admin_client.post(url("broadcasts_broadcast_delete", b.pk), {"post": "yes"})
     assert response.status_code == 302 and not PeriodicTask.objects.filter(pk=task.pk).exists()
+
+
+def test_a_broadcast_beat_entry_cannot_be_edited_or_deleted_in_periodic_tasks(admin_client):
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    from notifyhub.broadcasts.models import Broadcast
+    from notifyhub.broadcasts.runs import broadcast_schedule
+
+    topic = Topic.objects.create(key="news", name="News")
+    b = Broadcast.objects.create(name="W", template=factories.template(), context={"name": "a", "code": "1"},
+                                 schedule="cron", cron="0 10 * * 1")
+    b.topics.add(topic)
+    task = broadcast_schedule(broadcast=b).periodic_task
+    every = IntervalSchedule.objects.create(every=5, period="minutes")
+    other = PeriodicTask.objects.create(name="ops-thing", task="notifyhub.sweep_stuck", interval=every)
+    spare = PeriodicTask.objects.create(name="ops-spare", task="notifyhub.sweep_stuck", interval=every)
+    page = admin_client.get(url("django_celery_beat_periodictask_change", task.pk)).content.decode()
+    assert 'name="_save"' not in page  # shown read-only
+    assert admin_client.post(url("django_celery_beat_periodictask_change", task.pk), {"name": "x"}).status_code == 403
+    assert admin_client.post(url("django_celery_beat_periodictask_delete", task.pk), {"post": "yes"}
+                             ).status_code == 403
+    changelist = url("django_celery_beat_periodictask_changelist")
+    admin_client.post(changelist, {"action": "delete_selected", "_selected_action": [task.pk, other.pk], "post": "yes"})
+    assert PeriodicTask.objects.filter(pk__in=[task.pk, other.pk]).count() == 2  # refused as a whole
+    admin_client.post(changelist, {"action": "delete_selected", "_selected_action": [other.pk], "post": "yes"})
+    assert not PeriodicTask.objects.filter(pk=other.pk).exists()
+    assert 'name="_save"' in admin_client.get(url("django_celery_beat_periodictask_change", spare.pk)).content.decode()
