@@ -35,6 +35,7 @@ urlpatterns = [
     path("broadcasts/<int:pk>/pause", broadcasts.BroadcastPauseView.as_view(), name="broadcast-pause"),
     path("broadcasts/<int:pk>/resume", broadcasts.BroadcastResumeView.as_view(), name="broadcast-resume"),
     path("broadcasts/<int:pk>/cancel", broadcasts.BroadcastCancelView.as_view(), name="broadcast-cancel"),
+    path("broadcasts/<int:pk>/test", broadcasts.BroadcastTestView.as_view(), name="broadcast-test"),
     path("broadcasts/<int:pk>/runs", broadcasts.BroadcastRunsView.as_view(), name="broadcast-runs"),
     path("", include(router.urls)),
 ]

@@ -25,7 +25,7 @@ from notifyhub.broadcasts.models import (
 from notifyhub.broadcasts.segments import segment_q
 from notifyhub.messaging.models import Message, MessageRecipient, MessageStatus
 from notifyhub.messaging.queueing import dispatch_enqueue
-from notifyhub.messaging.services.accept import MessageRejected, context_check
+from notifyhub.messaging.services.accept import MessageRejected, context_check, message_accept
 from notifyhub.messaging.services.cancel import FINAL_MESSAGE, message_cancel
 from preferences.models import Recipient
 
@@ -199,3 +199,10 @@ def _audience_write(*, message: Message, audience: QuerySet[Recipient]) -> int:
             f"INSERT INTO {MessageRecipient._meta.db_table} (message_id, recipient_id) "  # noqa: S608 — our table
             f"SELECT %s, audience.recipient_id FROM ({sql}) AS audience(recipient_id)", [message.pk, *params])
         return cursor.rowcount
+
+
+def broadcast_test_send(*, broadcast: Broadcast, external_id: str) -> Message:
+    """Send the broadcast to one chosen recipient now, through the normal accept path; the broadcast's
+    state and schedule do not change and no run is recorded."""
+    return message_accept(api_key=broadcast.api_key, template=broadcast.template, to=[external_id],
+                          context=broadcast.context, channels=list(broadcast.channels), priority=broadcast.priority)

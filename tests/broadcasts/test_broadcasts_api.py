@@ -86,3 +86,19 @@ def test_a_key_sees_only_its_own_broadcasts(api, setup):
     reader = APIClient()
     reader.credentials(HTTP_AUTHORIZATION=f"Api-Key {reader_key}")
     assert send(reader, "post", "/api/v1/broadcasts", body(setup[0])).status_code == 403
+
+
+def test_test_send_reaches_one_recipient_and_leaves_the_broadcast_as_it_was(api, setup):
+    from notifyhub.messaging.models import Message, MessageRecipient
+
+    factories.inapp_channel()
+    chosen = factories.recipient()
+    bid = send(api, "post", "/api/v1/broadcasts", body(setup[0], channels=["inapp"])).json()["id"]
+    response = send(api, "post", f"/api/v1/broadcasts/{bid}/test", {"recipient": chosen.external_id})
+    assert response.status_code == 202, response.json()
+    message = Message.objects.get(pk=response.json()["message"])
+    assert list(MessageRecipient.objects.filter(message=message).values_list("recipient_id", flat=True)) == [
+        chosen.pk]
+    assert Broadcast.objects.get().status == "draft" and not Broadcast.objects.get().runs.exists()
+    response = send(api, "post", f"/api/v1/broadcasts/{bid}/test", {"recipient": "ghost"})
+    assert response.status_code == 400 and Message.objects.count() == 1

@@ -176,3 +176,10 @@ class BroadcastRunSerializer(serializers.ModelSerializer):
         model = BroadcastRun
         fields = ("id", "message", "message_status", "recipient_count", "started_at")
         ref_name = "BroadcastRun"
+
+
+class BroadcastTestSerializer(serializers.Serializer):
+    recipient = StrictCharField(max_length=255, help_text="External id of the recipient to send the test to.")
+
+    class Meta:
+        ref_name = "BroadcastTest"

@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from notifyhub.api.serializers.broadcasts import (
     BroadcastRunSerializer,
     BroadcastSerializer,
+    BroadcastTestSerializer,
     ImportCreateSerializer,
     ImportSerializer,
     SegmentPreviewSerializer,
@@ -30,6 +31,7 @@ from notifyhub.broadcasts.runs import (
     broadcast_pause,
     broadcast_resume,
     broadcast_schedule,
+    broadcast_test_send,
 )
 from notifyhub.broadcasts.selectors import segment_preview, topic_subscriptions, topics_with_counts
 from notifyhub.broadcasts.services import (
@@ -347,3 +349,24 @@ class BroadcastRunsView(generics.ListAPIView):
                         "recipient_count": 1280, "started_at": "2026-11-30T02:00:00Z"}]}, response_only=True)])
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
+
+
+class BroadcastTestView(APIView):
+    scopes = {"POST": "send"}
+
+    @extend_schema(
+        summary="Send a broadcast to one recipient as a test",
+        description="Sends the broadcast's template, context and channels to one chosen recipient now, through "
+                    "the normal pipeline (preferences and quiet hours apply). The broadcast's state and schedule "
+                    "do not change. Answers 202 with the message id; an unknown recipient answers 400 (scope send).",
+        request=BroadcastTestSerializer, responses={202: OpenApiResponse(description="The test message's id.")},
+        examples=[OpenApiExample("Test", value={"recipient": "user-42"}, request_only=True),
+                  OpenApiExample("Accepted", value={"message": "6f1c2a4e-3b7d-4c1e-9a55-0d2f6b8e9c10"},
+                                 response_only=True, status_codes=["202"])],
+    )
+    def post(self, request, pk):
+        broadcast = get_object_or_404(Broadcast.objects.select_related("template"), pk=pk, api_key=request.auth)
+        serializer = BroadcastTestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        message = broadcast_test_send(broadcast=broadcast, external_id=serializer.validated_data["recipient"])
+        return Response({"message": str(message.pk)}, status=status.HTTP_202_ACCEPTED)
