@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "preferences",
     "notifyhub.clients",
     "notifyhub.messaging",
+    "notifyhub.broadcasts",
     "notifyhub.api",
 ]
 
