@@ -300,9 +300,12 @@ def test_cap_deferral_takes_its_unit_when_due_so_the_cap_holds(api, start_worker
     wait_until(lambda: Delivery.objects.filter(pk__in=ids, status="sent").count() == 3, timeout=40,
                message="all three sent")
     sent = sorted(Delivery.objects.filter(pk__in=ids).values_list("sent_at", flat=True))
-    assert all((later - earlier).total_seconds() >= 2.9 for earlier, later in zip(sent, sent[1:])), sent
-    assert any("frequency cap still reached" in line
-               for line in Delivery.objects.get(pk=ids[2]).explain)  # woke with the second, waited again
+    # The first took its unit when it was planned and is sent a moment later; the others take
+    # theirs when they come due and are sent at once: one unit per 3 s between takes.
+    assert (sent[1] - sent[0]).total_seconds() >= 2.5, sent
+    assert (sent[2] - sent[1]).total_seconds() >= 2.9, sent
+    explains = [line for pk in ids[1:] for line in Delivery.objects.get(pk=pk).explain]
+    assert any("frequency cap: a unit is free now" in line for line in explains), explains
 
 
 def test_duplicate_ends_a_fallback_chain(api):
