@@ -499,18 +499,23 @@ def test_worker_lost_failures_fall_back(api, settings):
     assert fallback.fallback_from_id == pk
 
 
-# --- 11/12. recovery after a kill, and the sweeper leaves a backlog alone ----------------------------
-def test_sigkill_recovery_within_a_minute_with_default_heartbeat(api, start_worker, httpserver):
+def webhook_sink(httpserver, *, delay: float) -> tuple[list[str], object]:
+    """A webhook account on a local sink that records each request's webhook-id, and a template."""
     seen: list[str] = []
 
     def hook(request):
         seen.append(request.headers["webhook-id"])
-        time.sleep(0.02)
+        time.sleep(delay)
         return Response("ok", status=200)
 
     httpserver.expect_request("/hook", method="POST").respond_with_handler(hook)
     factories.webhook_channel(httpserver.url_for("/hook"))
-    template = factories.template(content={"webhook": {"payload": {"n": "{{ name }}"}}})
+    return seen, factories.template(content={"webhook": {"payload": {"n": "{{ name }}"}}})
+
+
+# --- 11/12. recovery after a kill, and the sweeper leaves a backlog alone ----------------------------
+def test_sigkill_recovery_within_a_minute_with_default_heartbeat(api, start_worker, httpserver):
+    seen, template = webhook_sink(httpserver, delay=0.02)
     ids = recipients_bulk(2000)
     defaults = {"NOTIFYHUB_STUCK_SECONDS": "30", "NOTIFYHUB_HEARTBEAT_SECONDS": "10", "NOTIFYHUB_SWEEP_SECONDS": "10",
                 "NOTIFYHUB_QUEUED_CHECK_SECONDS": "30", "NOTIFYHUB_HTTP_CONCURRENCY": "4"}
@@ -538,16 +543,7 @@ def test_sigkill_recovery_within_a_minute_with_default_heartbeat(api, start_work
 
 
 def test_lost_broker_messages_are_found_and_a_backlog_is_left_alone(api, start_worker, httpserver):
-    seen: list[str] = []
-
-    def hook(request):
-        seen.append(request.headers["webhook-id"])
-        time.sleep(0.4)
-        return Response("ok", status=200)
-
-    httpserver.expect_request("/hook", method="POST").respond_with_handler(hook)
-    factories.webhook_channel(httpserver.url_for("/hook"))
-    template = factories.template(content={"webhook": {"payload": {"n": "{{ name }}"}}})
+    seen, template = webhook_sink(httpserver, delay=0.4)
     messages = [send(api, {"template": template.key, "to": [{"external_id": f"lost-{i}"}],
                            "context": {"name": "A", "code": "1"}})["id"] for i in range(24)]
     worker = start_worker(concurrency=1)
