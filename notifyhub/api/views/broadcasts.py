@@ -6,10 +6,11 @@ from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import generics, status, viewsets
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from notifyhub.api.parsers import JSONParser
 from notifyhub.api.serializers.broadcasts import (
     BroadcastRunSerializer,
     BroadcastSerializer,
