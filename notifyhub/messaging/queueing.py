@@ -80,20 +80,21 @@ def deliveries_enqueue(*, batches: Iterable[Batch], countdown: float | None = No
                                       countdown, batch.task_id))
 
 
-def deliveries_requeue(*, deliveries: Iterable[tuple[str, str, object]], **changes) -> int:
+def deliveries_requeue(*, deliveries: Iterable[tuple[str, str, object]], expect: dict, **changes) -> int:
     """Mark deliveries ``queued`` with a fresh task id per batch and enqueue them on commit.
 
-    One UPDATE per batch (``changes`` are extra fields to set, e.g. ``updated_at``); only rows
-    still in the status the caller expects are touched: pass ``expect={...}`` filter kwargs.
-    Returns the number of rows moved.
+    One UPDATE per batch, touching only rows that still match ``expect`` (filter kwargs: the
+    status the caller saw); ``changes`` are extra fields to set. A batch that moved no row sends
+    no task. Returns the number of rows moved.
     """
-    expect = changes.pop("expect", {})
     moved = 0
-    batches = deliveries_batch(deliveries=deliveries)
-    for batch in batches:
-        moved += Delivery.objects.filter(pk__in=batch.ids, **expect).update(
-            status=DeliveryStatus.QUEUED, enqueue_id=batch.task_id, **changes)
-    deliveries_enqueue(batches=batches)
+    now = timezone.now()
+    for batch in deliveries_batch(deliveries=deliveries):
+        count = Delivery.objects.filter(pk__in=batch.ids, **expect).update(
+            status=DeliveryStatus.QUEUED, enqueue_id=batch.task_id, updated_at=now, **changes)
+        if count:
+            deliveries_enqueue(batches=[batch])
+        moved += count
     return moved
 
 

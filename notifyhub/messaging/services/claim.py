@@ -39,8 +39,8 @@ def deliveries_claim(*, delivery_ids) -> list[Delivery]:
     ids = list(delivery_ids)
     cancelled = Message.objects.filter(status=MessageStatus.CANCELLED).values("pk")
     with transaction.atomic():
-        dropped = Delivery.objects.filter(_ready(now), pk__in=ids, message__in=cancelled)
-        dropped_ids = list(dropped.values_list("pk", flat=True)) if dropped.exists() else []
+        dropped_ids = list(Delivery.objects.filter(_ready(now), pk__in=ids, message__in=cancelled)
+                           .values_list("pk", flat=True))
         if dropped_ids:
             Delivery.objects.filter(_ready(now), pk__in=dropped_ids).update(
                 status=DeliveryStatus.CANCELLED, reason="cancelled", updated_at=now, next_attempt_at=None)
@@ -55,23 +55,31 @@ def deliveries_claim(*, delivery_ids) -> list[Delivery]:
                             attempts=F("attempts") + 1):
             return []
         return _attach(list(Delivery.objects.filter(claim_token=token)), token)
-    fields = Delivery._meta.concrete_fields
-    columns = ", ".join(f"d.{f.column}" for f in fields)
+    return claim_update(ids, now, assign="status = %s, claim_token = %s, claimed_at = %s",
+                        params=[DeliveryStatus.SENDING, token, now], token=token)
+
+
+def claim_update(ids: list, now, *, assign: str, params: list, token, skip_reason: str = "") -> list[Delivery]:
+    """One ``UPDATE … RETURNING`` of the rows of ``ids`` that are ready (PostgreSQL): ``assign``
+    (with ``params``) plus an attempt and ``updated_at``; the returned rows loaded as deliveries.
+
+    Rows are locked in id order, skipping rows another transaction holds (a cancel, a sweep): no
+    lock-order deadlock with them, and a skipped row is picked up by its own path. Rows of
+    cancelled messages, and rows whose reason is ``skip_reason``, are left alone.
+    """
+    columns = ", ".join(f"d.{f.column}" for f in Delivery._meta.concrete_fields)
     table, message_table = Delivery._meta.db_table, Message._meta.db_table
-    # Identifiers come from the models; every value is a parameter.
-    # Rows are locked in id order, skipping rows another transaction holds (a cancel, a sweep):
-    # no lock-order deadlock with them, and a skipped row is picked up by its own path.
+    # Identifiers come from the models and the callers' fixed assignments; every value is a parameter.
     sql = (f"WITH ready AS (SELECT d.id FROM {table} d WHERE d.id = ANY(%s) "  # noqa: S608
            f"AND (d.status = %s OR (d.status = %s AND d.next_attempt_at <= %s)) "
+           f"{'AND d.reason <> %s ' if skip_reason else ''}"
            f"AND NOT EXISTS (SELECT 1 FROM {message_table} m WHERE m.id = d.message_id AND m.status = %s) "
            f"ORDER BY d.id FOR UPDATE OF d SKIP LOCKED) "
-           f"UPDATE {table} AS d SET status = %s, claim_token = %s, claimed_at = %s, "
-           f"updated_at = %s, attempts = d.attempts + 1 FROM ready WHERE d.id = ready.id "
-           f"RETURNING {columns}")
-    params = [ids, DeliveryStatus.QUEUED, DeliveryStatus.PENDING, now, MessageStatus.CANCELLED,
-              DeliveryStatus.SENDING, token, now, now]
+           f"UPDATE {table} AS d SET {assign}, updated_at = %s, attempts = d.attempts + 1 "
+           f"FROM ready WHERE d.id = ready.id RETURNING {columns}")
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, [ids, DeliveryStatus.QUEUED, DeliveryStatus.PENDING, now,
+                             *([skip_reason] if skip_reason else []), MessageStatus.CANCELLED, *params, now])
         return claimed_rows_load(cursor.fetchall(), token=token)
 
 

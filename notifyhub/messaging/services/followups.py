@@ -55,10 +55,9 @@ def _guarded(what: str, step, arg) -> None:
 def _retries_enqueue(retry_soon: Sequence[tuple[Delivery, float]]) -> None:
     """Short retry waits ride a Celery countdown; the row is ``pending`` and due-time dispatch is
     the safety net if the countdown message is lost."""
-    for delivery, delay in retry_soon:
-        with transaction.atomic():
-            deliveries_enqueue(batches=deliveries_batch(deliveries=[(delivery.channel, delivery.lane, delivery.pk)]),
-                               countdown=delay)
+    for delivery, delay in retry_soon:  # each has its own due time, so each goes back on its own
+        deliveries_enqueue(batches=deliveries_batch(deliveries=[(delivery.channel, delivery.lane, delivery.pk)]),
+                           countdown=delay)
 
 
 def deliveries_followups(deliveries: Sequence[Delivery]) -> None:

@@ -14,9 +14,9 @@ from channels_app.message import SendResult
 from channels_app.registry import default_backend_for
 from channels_app.selectors import channel_configs_for
 from channels_app.services import channel_backend_build
-from notifyhub.messaging.models import Delivery, DeliveryEvent, DeliveryStatus, Message, MessageStatus
+from notifyhub.messaging.models import Delivery, DeliveryEvent, DeliveryStatus
 from notifyhub.messaging.services.batch import outbound
-from notifyhub.messaging.services.claim import claimed_rows_load
+from notifyhub.messaging.services.claim import claim_update
 from notifyhub.messaging.services.rollup import messages_rollup
 
 
@@ -57,21 +57,8 @@ def deliveries_send_instant(*, delivery_ids, config) -> set:
 
 
 def _claim_as_sent(ids: list, now, config) -> list[Delivery]:
-    fields = Delivery._meta.concrete_fields
-    columns = ", ".join(f"d.{f.column}" for f in fields)
-    table, message_table = Delivery._meta.db_table, Message._meta.db_table
-    # Identifiers come from the models; every value is a parameter.
-    sql = (f"UPDATE {table} AS d SET status = %s, sent_at = %s, updated_at = %s, "  # noqa: S608
-           f"attempts = d.attempts + 1, provider_message_id = d.id::text, channel_config_id = %s, reason = '', "
-           f"next_attempt_at = NULL "
-           f"WHERE d.id = ANY(%s) AND (d.status = %s OR (d.status = %s AND d.next_attempt_at <= %s)) "
-           f"AND d.reason <> %s "
-           f"AND NOT EXISTS (SELECT 1 FROM {message_table} m WHERE m.id = d.message_id AND m.status = %s) "
-           f"RETURNING {columns}")
-    params = [DeliveryStatus.SENT, now, now, getattr(config, "pk", None), ids, DeliveryStatus.QUEUED,
-              DeliveryStatus.PENDING, now, "frequency_capped", MessageStatus.CANCELLED]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
-    return claimed_rows_load(rows, token=None)
-
+    """Ready rows straight to ``sent`` (cap deferrals, which must be re-checked, are left out)."""
+    return claim_update(ids, now, token=None, skip_reason="frequency_capped",
+                        assign="status = %s, sent_at = %s, provider_message_id = d.id::text, "
+                               "channel_config_id = %s, reason = '', next_attempt_at = NULL",
+                        params=[DeliveryStatus.SENT, now, getattr(config, "pk", None)])

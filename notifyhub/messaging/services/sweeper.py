@@ -60,7 +60,7 @@ def due_release() -> dict:
             .order_by("next_attempt_at").values_list("pk", "channel", "lane", "reason")[:RELEASE_LIMIT]
         )
         released = deliveries_requeue(deliveries=((channel, lane, pk) for pk, channel, lane, _ in due),
-                                      expect={"status": DeliveryStatus.PENDING}, updated_at=now)
+                                      expect={"status": DeliveryStatus.PENDING})
         events_record(changes=((pk, DeliveryStatus.QUEUED, "due: released for the next attempt")
                                for pk, _, _, reason in due if reason not in DEFERRAL_REASONS))
     return {"messages": started, "deliveries": released, "fallbacks": fallback_timeouts_release(now=now)}
@@ -122,7 +122,7 @@ def _sending_rescue() -> dict:
                 status=DeliveryStatus.FAILED, reason="worker_lost", claim_token=None, updated_at=now,
                 followup=followup_for(delivery))
         requeued = deliveries_requeue(deliveries=((d.channel, d.lane, d.pk) for d in retry),
-                                      expect={"status": DeliveryStatus.SENDING}, claim_token=None, updated_at=now)
+                                      expect={"status": DeliveryStatus.SENDING}, claim_token=None)
         events_record(changes=[
             *((d.pk, DeliveryStatus.FAILED, "worker lost and attempts exhausted") for d in exhausted),
             *((d.pk, DeliveryStatus.QUEUED, "re-queued by the sweeper: the worker sending it was lost")
@@ -160,8 +160,7 @@ def _queued_rescue() -> dict:
     with transaction.atomic():
         for enqueue_id, rows in by_task.items():  # only rows nobody re-enqueued meanwhile
             task = {"enqueue_id": enqueue_id} if enqueue_id else {"enqueue_id__isnull": True}
-            requeued += deliveries_requeue(deliveries=rows, expect={"status": DeliveryStatus.QUEUED, **task},
-                                           updated_at=now)
+            requeued += deliveries_requeue(deliveries=rows, expect={"status": DeliveryStatus.QUEUED, **task})
     if requeued:
         logger.warning("Re-enqueued %d queued deliveries whose broker message was lost", requeued)
     return {"requeued_queued": requeued}
